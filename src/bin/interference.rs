@@ -1,0 +1,194 @@
+//! The `interference` command line: a thin shell over the library.
+
+use anyhow::{anyhow, Result};
+use clap::{Parser, Subcommand};
+use interference::batch::MlmBatchJson;
+use interference::device::{default_device, parse_device};
+use interference::grads::mlm_gradients;
+use interference::io::{read_json, write_json_atomic};
+use interference::model::{save_tensors, MlmModel};
+use interference::progress::{Bar, Progress};
+use interference::run::{demo_config, eval_run, run_interference, train_run, RunConfig, RUN_CONFIG_FILE};
+use interference::tokenize::SharedTokenizer;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A lab for negative interference in multilingual language models.
+#[derive(Parser)]
+#[command(name = "interference", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The built-in default: synthetic languages trained alone and together; prints the
+    /// per-language interference table and writes it as JSON.
+    Demo {
+        /// Training steps of every model.
+        #[arg(long, default_value_t = 400)]
+        steps: usize,
+        /// Seed of the languages, the models and the batches.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the results JSON.
+        #[arg(long, default_value = "runs/demo/results.json")]
+        out: PathBuf,
+        /// cpu, cuda or cuda:N (default: CUDA if built with it and present).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Trains (or resumes) a model from a JSON run config.
+    Train {
+        /// The run config (languages, tokenizer, model, train).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output folder (tokenizer, checkpoint, results); default runs/<config name>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overrides the config's train.seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Scores a trained run on held-out text: loss, perplexity, accuracy per language.
+    Eval {
+        /// The run folder written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// A run config naming the languages and text to score (default: the run's own).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write the scores JSON (default <run>/eval.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Writes the loss and every parameter's gradient for one MLM batch (dropout off).
+    Grads {
+        /// Weights (safetensors with the config in its metadata).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The batch: {"tokens": [[…]], "lang": "en", "positions": [[r, c]], "targets": […]}.
+        #[arg(long)]
+        batch: PathBuf,
+        /// The gradients file (safetensors, loss in the metadata key "loss").
+        #[arg(long)]
+        out: PathBuf,
+        /// A tokenizer.json whose [PAD] id marks padding (default: the checkpoint's run folder's, else id 0).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn device(spec: &Option<String>) -> Result<candle_core::Device> {
+    Ok(match spec {
+        Some(s) => parse_device(s)?,
+        None => default_device(),
+    })
+}
+
+fn bar(label: &str) -> Box<dyn Progress> {
+    Box::new(Bar::new(label))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo { steps, seed, out, device: d } => {
+            let device = device(&d)?;
+            let config = demo_config(steps, seed);
+            let results = run_interference(&config, &device, &mut bar)?;
+            println!("{results}");
+            ensure_parent(&out)?;
+            write_json_atomic(&out, &results)?;
+            println!("results written to {}", out.display());
+        }
+        Command::Train { config, out, seed, device: d } => {
+            let device = device(&d)?;
+            let mut run_config = RunConfig::from_file(&config)?;
+            if let Some(seed) = seed {
+                run_config.train.seed = seed;
+            }
+            let out = out.unwrap_or_else(|| Path::new("runs").join(config.file_stem().unwrap_or_default()));
+            let results = train_run(&run_config, &out, &device, &mut Bar::new("train"))?;
+            if let Some(last) = results.evals.last() {
+                print_eval(last);
+            }
+            println!("run written to {}", out.display());
+        }
+        Command::Eval { run, config, out, device: d } => {
+            let device = device(&d)?;
+            let config = RunConfig::from_file(&config.unwrap_or_else(|| run.join(RUN_CONFIG_FILE)))?;
+            let report = eval_run(&config, &run, &device)?;
+            print_eval(&report);
+            let out = out.unwrap_or_else(|| run.join("eval.json"));
+            write_json_atomic(&out, &report)?;
+            println!("scores written to {}", out.display());
+        }
+        Command::Grads { checkpoint, batch, out, tokenizer, device: d } => {
+            let device = device(&d)?;
+            let model = MlmModel::load(&checkpoint, candle_core::DType::F32, &device)?;
+            let pad = pad_id(&checkpoint, tokenizer.as_deref())?;
+            let json: MlmBatchJson = read_json(&batch)?;
+            let batch =
+                json.into_batch(model.config().vocab_size, pad).map_err(|e| anyhow!("{}: {e}", batch.display()))?;
+            let g = mlm_gradients(&model, &batch)?;
+            let named: Vec<(String, candle_core::Tensor)> =
+                model.registry().infos().iter().map(|i| i.name.clone()).zip(g.grads).collect();
+            save_tensors(&out, &named, HashMap::from([("loss".to_string(), g.loss.to_string())]))?;
+            println!("loss {:.6}; gradients of {} parameters written to {}", g.loss, named.len(), out.display());
+        }
+    }
+    Ok(())
+}
+
+/// The padding id: from `--tokenizer`, else a `tokenizer.json` in the checkpoint's folder or
+/// its parent (a run folder), else 0.
+fn pad_id(checkpoint: &Path, tokenizer: Option<&Path>) -> Result<u32> {
+    let candidates: Vec<PathBuf> = match tokenizer {
+        Some(t) => vec![t.to_path_buf()],
+        None => {
+            checkpoint.ancestors().skip(1).take(2).map(|d| d.join("tokenizer.json")).filter(|p| p.exists()).collect()
+        }
+    };
+    match candidates.first() {
+        Some(path) => Ok(SharedTokenizer::load(path)?.specials().pad),
+        None => Ok(0),
+    }
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn print_eval(report: &interference::train::EvalReport) {
+    println!("{:<8} {:>9} {:>11} {:>9} {:>8}", "lang", "loss", "perplexity", "accuracy", "masked");
+    for e in &report.languages {
+        println!(
+            "{:<8} {:>9.4} {:>11.2} {:>9.3} {:>8}",
+            e.lang.as_str(),
+            e.loss,
+            e.perplexity,
+            e.accuracy,
+            e.masked_tokens
+        );
+    }
+}

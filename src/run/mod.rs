@@ -1,0 +1,13 @@
+//! Whole jobs built from the library's parts: a training run from a JSON config, and the
+//! built-in interference demo (monolingual vs joint on synthetic languages).
+
+mod config;
+mod demo;
+mod pipeline;
+
+pub use config::{LanguageSource, LanguageText, RunConfig, TokenizerSource};
+pub use demo::{demo_config, run_interference, DemoResults, InterferenceRow};
+pub use pipeline::{
+    complete_model_config, eval_run, prepare, train_run, Prepared, RunResults, CHECKPOINT_DIR, RESULTS_FILE,
+    RUN_CONFIG_FILE, TOKENIZER_FILE,
+};

@@ -1,0 +1,15 @@
+//! Training: one trainer with a stepping API, AdamW, per-language evaluation and checkpoints.
+
+mod checkpoint;
+mod config;
+mod data;
+mod eval;
+mod optim;
+mod trainer;
+
+pub use checkpoint::{RngState, TrainerState, MODEL_FILE, OPTIMIZER_FILE, TRAINER_FILE};
+pub use config::{Method, TrainConfig};
+pub use data::{split_held_out, MlmData};
+pub use eval::{evaluate, EvalOptions, EvalReport, LangEval, EVAL_SEED};
+pub use optim::{clip_global_norm, learning_rate, AdamW, AdamWConfig, Moments};
+pub use trainer::{LangLoss, StepReport, Trainer};

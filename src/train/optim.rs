@@ -1,0 +1,133 @@
+//! AdamW with decoupled weight decay, global-norm clipping and a warm-up + linear-decay schedule.
+
+use crate::error::{Error, Result};
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// AdamW hyper-parameters (PyTorch's `torch.optim.AdamW` semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamWConfig {
+    /// Exponential decay of the first moment.
+    pub beta1: f64,
+    /// Exponential decay of the second moment.
+    pub beta2: f64,
+    /// Added to the denominator for stability.
+    pub eps: f64,
+    /// Decoupled weight decay, applied to matrices only.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+/// AdamW over a list of variables; state is kept per variable, and a variable that gets no
+/// gradient in a step is left untouched (as PyTorch does for `grad is None`).
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    config: AdamWConfig,
+    state: Vec<Option<Moments>>,
+}
+
+/// First and second moments of one variable and how many updates it has had.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    /// First moment.
+    pub m: Tensor,
+    /// Second moment.
+    pub v: Tensor,
+    /// Number of updates so far (for bias correction).
+    pub t: u64,
+}
+
+impl AdamW {
+    /// An optimiser for `n` variables.
+    pub fn new(config: AdamWConfig, n: usize) -> Self {
+        AdamW { config, state: vec![None; n] }
+    }
+
+    /// The per-variable state (for checkpoints).
+    pub fn state(&self) -> &[Option<Moments>] {
+        &self.state
+    }
+
+    /// Restores per-variable state saved by a checkpoint.
+    pub fn set_state(&mut self, state: Vec<Option<Moments>>) -> Result<()> {
+        if state.len() != self.state.len() {
+            return Err(Error::Shape(format!(
+                "optimiser state for {} variables, expected {}",
+                state.len(),
+                self.state.len()
+            )));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// One update of `vars[i]` with `grads[i]` (skipped where `None`) at learning rate `lr`;
+    /// `decay[i]` says whether weight decay applies.
+    pub fn step(&mut self, vars: &[&Var], grads: &[Option<Tensor>], decay: &[bool], lr: f64) -> Result<()> {
+        let c = self.config;
+        for (i, (var, grad)) in vars.iter().zip(grads).enumerate() {
+            let Some(g) = grad else { continue };
+            let g = g.detach();
+            if self.state[i].is_none() {
+                self.state[i] = Some(Moments { m: g.zeros_like()?, v: g.zeros_like()?, t: 0 });
+            }
+            let Some(st) = self.state[i].as_mut() else { continue };
+            st.t += 1;
+            st.m = ((&st.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            st.v = ((&st.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let bc1 = 1.0 - c.beta1.powi(st.t as i32);
+            let bc2 = 1.0 - c.beta2.powi(st.t as i32);
+            let denom = ((&st.v / bc2)?.sqrt()? + c.eps)?;
+            let update = ((&st.m * (lr / bc1))? / denom)?;
+            let theta = var.as_tensor().detach();
+            let theta = if decay[i] { (&theta * (1.0 - lr * c.weight_decay))? } else { theta };
+            var.set(&(theta - update)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Scales gradients so their global L2 norm is at most `max_norm` (no-op when `max_norm`
+/// is 0) and returns the norm before clipping.
+pub fn clip_global_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
+    let squares: Vec<Tensor> = grads
+        .iter()
+        .flatten()
+        .map(|g| g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all())
+        .collect::<candle_core::Result<_>>()?;
+    if squares.is_empty() {
+        return Ok(0.0);
+    }
+    let norm = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for g in grads.iter_mut().flatten() {
+            *g = (&*g * scale)?;
+        }
+    }
+    Ok(norm)
+}
+
+/// Learning rate at 0-based `step`: linear warm-up over `warmup` steps to `peak`, then linear
+/// decay to 0 at `total`.
+///
+/// ```
+/// use interference::train::learning_rate;
+/// assert_eq!(learning_rate(1.0, 0, 10, 110), 0.1);
+/// assert_eq!(learning_rate(1.0, 9, 10, 110), 1.0);
+/// assert!((learning_rate(1.0, 60, 10, 110) - 0.5).abs() < 1e-12);
+/// ```
+pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let left = total.saturating_sub(step) as f64;
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    peak * (left / span).clamp(0.0, 1.0)
+}
