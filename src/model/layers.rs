@@ -7,6 +7,7 @@
 use crate::error::Result;
 use candle_core::{DType, Tensor, D};
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 /// `x · wᵀ + b` for `x` of shape `[n, in]`, `w` of shape `[out, in]` (PyTorch layout).
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -32,17 +33,28 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     Ok(x.gelu_erf()?)
 }
 
-/// Inverted dropout with probability `p`, its mask drawn from `rng` on the host so that a run
-/// is reproducible from its seed; identity when `rng` is `None` or `p == 0`.
-pub fn dropout<R: Rng + ?Sized>(x: &Tensor, p: f64, rng: Option<&mut R>) -> Result<Tensor> {
+/// Inverted dropout with probability `p`; identity when `rng` is `None` or `p == 0`.
+///
+/// The masks are reproducible from `rng`: on the CPU they are drawn from it directly; on a GPU
+/// the device generator is re-seeded from it and draws the mask there (so a CPU run and a GPU
+/// run of the same seed use different, equally valid masks).
+pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
     let Some(rng) = rng else { return Ok(x.clone()) };
     if p == 0.0 {
         return Ok(x.clone());
     }
     let scale = 1.0 / (1.0 - p);
-    let keep: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random_bool(p) { 0.0 } else { scale as f32 }).collect();
-    let mask = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    Ok((x * mask)?)
+    let keep = if x.device().is_cpu() {
+        let mut bits = vec![0u32; x.elem_count()];
+        rng.fill(&mut bits[..]);
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let values: Vec<f32> = bits.iter().map(|&b| if (b as u64) < threshold { 0.0 } else { scale as f32 }).collect();
+        Tensor::from_vec(values, x.shape(), x.device())?
+    } else {
+        x.device().set_seed(rng.random())?;
+        (Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?.to_dtype(DType::F32)? * scale)?
+    };
+    Ok((x * keep.to_dtype(x.dtype())?)?)
 }
 
 /// Mean cross-entropy of `logits` `[n, vocab]` against `targets` `[n]` (u32), in f32 or f64.

@@ -2,14 +2,14 @@
 //! same model, and the per-language interference table.
 
 use super::config::{LanguageSource, LanguageText, RunConfig, TokenizerSource};
-use super::pipeline::prepare;
+use super::pipeline::{complete_model_config, prepare};
 use crate::data::{SyntheticSpec, WordOrder};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lang::Lang;
 use crate::model::{MlmModel, ModelConfig};
 use crate::progress::Progress;
 use crate::tokenize::TokenizerStats;
-use crate::train::{LangEval, Method, TrainConfig, Trainer};
+use crate::train::{EvalReport, LangEval, Method, MlmData, TrainConfig, Trainer};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -93,7 +93,8 @@ pub fn demo_config(steps: usize, seed: u64) -> RunConfig {
 }
 
 /// Runs `config` once per language alone and once on all languages together (same model
-/// shape, steps and seed), and scores every model on the same held-out masks.
+/// shape, steps, batch size and seed: the joint model sees each language only in its sampled
+/// share of every batch), and scores every model on the same held-out masks.
 /// `progress(label)` gives the progress reporter of each training.
 pub fn run_interference(
     config: &RunConfig,
@@ -102,36 +103,39 @@ pub fn run_interference(
 ) -> Result<DemoResults> {
     let text: Vec<LanguageText> = config.load_text()?;
     let prepared = prepare(config, &text, None)?;
-    let train = |data: crate::train::MlmData,
-                 label: &str,
-                 progress: &mut dyn FnMut(&str) -> Box<dyn Progress>|
-     -> Result<(Trainer, crate::train::EvalReport)> {
-        let model_config = super::pipeline::complete_model_config(&config.model, data.vocab_size(), data.langs())?;
-        let model = MlmModel::new(model_config, config.train.seed, DType::F32, device)?;
-        let mut trainer = Trainer::new(model, data, config.train.clone())?;
-        let mut bar = progress(label);
-        let evals = trainer.train(bar.as_mut())?;
-        let last =
-            evals.into_iter().last().ok_or_else(|| crate::Error::Config("training produced no evaluation".into()))?;
-        Ok((trainer, last))
-    };
-    let (joint, joint_eval) = train(prepared.data.clone(), "joint", progress)?;
+    let (probs, joint) = train_and_score(config, prepared.data.clone(), device, progress("joint").as_mut())?;
     let mut rows = Vec::new();
     for (i, lang) in prepared.data.langs().iter().enumerate() {
-        let (_, mono_eval) = train(prepared.data.subset(std::slice::from_ref(lang))?, lang.as_str(), progress)?;
-        let mono = mono_eval.languages[0].clone();
-        let joint_lang =
-            joint_eval.get(lang).cloned().ok_or_else(|| crate::Error::Config(format!("no joint score for {lang}")))?;
+        let alone = prepared.data.subset(std::slice::from_ref(lang))?;
+        let (_, mono) = train_and_score(config, alone, device, progress(lang.as_str()).as_mut())?;
+        let (Some(mono), Some(joint)) = (mono.get(lang).cloned(), joint.get(lang).cloned()) else {
+            return Err(Error::Config(format!("no held-out score for {lang}")));
+        };
         rows.push(InterferenceRow {
             lang: lang.clone(),
             train_sentences: prepared.data.train(i).len(),
-            sampling_prob: joint.language_probs()[i],
-            delta_loss: joint_lang.loss - mono.loss,
+            sampling_prob: probs[i],
+            delta_loss: joint.loss - mono.loss,
             mono,
-            joint: joint_lang,
+            joint,
         });
     }
     Ok(DemoResults { config: config.clone(), tokenizer: prepared.stats, rows })
+}
+
+/// Trains a fresh model of `config`'s shape on `data`; returns the language sampling
+/// probabilities and the final held-out scores.
+fn train_and_score(
+    config: &RunConfig,
+    data: MlmData,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<f64>, EvalReport)> {
+    let model_config = complete_model_config(&config.model, data.vocab_size(), data.langs())?;
+    let model = MlmModel::new(model_config, config.train.seed, DType::F32, device)?;
+    let mut trainer = Trainer::new(model, data, config.train.clone())?;
+    let last = trainer.train(progress)?.pop().ok_or_else(|| Error::Config("training produced no evaluation".into()))?;
+    Ok((trainer.language_probs().to_vec(), last))
 }
 
 impl fmt::Display for DemoResults {

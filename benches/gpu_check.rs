@@ -1,0 +1,166 @@
+//! Checks and benchmarks that need a GPU, in one binary (CUDA binaries are large; one travels
+//! to the GPU machine): CPU-vs-device agreement of the loss, every gradient and a few training
+//! steps, then training-step throughput at two model sizes.
+//!
+//! `cargo bench --bench gpu_check -- --device cuda [--json] [--steps N]`; with `--device cpu`
+//! it compares the CPU with itself (a smoke test of the harness).
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{arg, median_ms, peak_rss_mb, random_data, Case, SMALL};
+use interference::device::parse_device;
+use interference::grads::mlm_gradients;
+use interference::model::{MlmModel, ModelConfig};
+use interference::train::{Method, TrainConfig, Trainer};
+use interference::LangSet;
+
+/// Relative L2 difference, or the absolute one when both sides are ~0 (the key bias).
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let a: Vec<f32> = a.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
+    let b: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let diff = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt();
+    let scale = norm(&a).max(norm(&b));
+    if scale < 1e-6 {
+        diff
+    } else {
+        diff / scale
+    }
+}
+
+/// A base-sized model: d=768, 12 layers, 12 heads, FFN 3072, vocab 32000, seq 256, batch 32.
+const BASE: Case = Case { d: 768, layers: 12, heads: 12, ffn: 3072, vocab: 32000, seq: 256, batch: 32, adapters: 0 };
+
+/// Tolerance of f32 CPU-vs-GPU agreement (different summation orders and TF32-free cuBLAS).
+const TOLERANCE: f64 = 1e-3;
+
+fn agreement(device: &Device, json: bool) -> bool {
+    let config = ModelConfig {
+        vocab_size: 300,
+        d_model: 64,
+        layers: 2,
+        heads: 4,
+        d_ff: 128,
+        max_len: 32,
+        // Dropout masks come from different generators on CPU and GPU; compare without them.
+        dropout: 0.0,
+        lang_embeddings: true,
+        adapter_bottleneck: 8,
+        languages: LangSet::parse(&["aa", "bb"]).expect("codes"),
+        ln_eps: 1e-12,
+    };
+    let dir = std::env::temp_dir().join(format!("gpu_check_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("model.safetensors");
+    let cpu_model = MlmModel::new(config.clone(), 1, DType::F32, &Device::Cpu).expect("model");
+    cpu_model.save(&path).expect("save");
+    let dev_model = MlmModel::load(&path, DType::F32, device).expect("load on device");
+    let train = TrainConfig { method: Method::Adapters, steps: 100, batch_size: 16, seq_len: 32, ..TrainConfig::default() };
+    let data = random_data(config.vocab_size, &config.languages);
+    let mut cpu = Trainer::new(cpu_model, data.clone(), train.clone()).expect("trainer");
+    let mut dev = Trainer::new(dev_model, data, train).expect("trainer");
+
+    let mut ok = true;
+    let mut worst_grad = 0.0f64;
+    let mut worst_loss = 0.0f64;
+    for batch in cpu.batches_at(0).expect("batches") {
+        let a = mlm_gradients(cpu.model(), &batch).expect("cpu grads");
+        let b = mlm_gradients(dev.model(), &batch).expect("device grads");
+        worst_loss = worst_loss.max((a.loss - b.loss).abs() / a.loss.abs());
+        for ((info, ga), gb) in cpu.model().registry().infos().iter().zip(&a.grads).zip(&b.grads) {
+            let d = rel_diff(ga, gb);
+            if d > TOLERANCE {
+                ok = false;
+                eprintln!("gradient of {} ({}) differs: {d:e}", info.name, batch.lang);
+            }
+            worst_grad = worst_grad.max(d);
+        }
+    }
+    let mut worst_step = 0.0f64;
+    for _ in 0..5 {
+        let a = cpu.step().expect("cpu step");
+        let b = dev.step().expect("device step");
+        worst_step = worst_step.max((a.loss - b.loss).abs() / a.loss.abs());
+    }
+    let weights = cpu
+        .model()
+        .registry()
+        .vars()
+        .iter()
+        .zip(dev.model().registry().vars())
+        .map(|(a, b)| rel_diff(a.as_tensor(), b.as_tensor()))
+        .fold(0.0f64, f64::max);
+    ok &= worst_loss < TOLERANCE && worst_step < TOLERANCE && weights < TOLERANCE;
+    let _ = std::fs::remove_dir_all(&dir);
+    if json {
+        println!("{{\"bench\":\"device_agreement\",\"loss_rel\":{worst_loss:e},\"max_grad_rel\":{worst_grad:e},\"max_step_loss_rel\":{worst_step:e},\"weights_rel_after_5_steps\":{weights:e},\"tolerance\":{TOLERANCE:e},\"pass\":{ok}}}");
+    } else {
+        println!("CPU vs device (f32): loss {worst_loss:.2e}, max gradient {worst_grad:.2e}, 5 step losses {worst_step:.2e}, weights after 5 steps {weights:.2e} (tolerance {TOLERANCE:e}): {}", if ok { "PASS" } else { "FAIL" });
+    }
+    ok
+}
+
+/// Median milliseconds of the forward pass and of forward + backward of one step's batches
+/// (dropout on), to see where a step's time goes.
+fn phases(trainer: &Trainer, device: &Device, runs: usize) -> (f64, f64) {
+    let batches = trainer.batches_at(0).expect("batches");
+    let params = trainer.model().registry().tensors();
+    let forward = || {
+        let mut rng = interference::rng::stream(0, interference::rng::Purpose::Dropout, 0);
+        let losses: Vec<Tensor> =
+            batches.iter().map(|b| trainer.model().loss_with(&params, b, Some(&mut rng)).expect("loss")).collect();
+        Tensor::stack(&losses, 0).and_then(|t| t.sum_all()).expect("sum")
+    };
+    let fwd = median_ms(runs, || {
+        forward().to_scalar::<f32>().expect("sync");
+    });
+    let fwd_bwd = median_ms(runs, || {
+        forward().backward().expect("backward");
+        device.synchronize().expect("synchronize");
+    });
+    (fwd, fwd_bwd)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let steps: usize = arg(&args, "--steps").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let device_name = arg(&args, "--device").unwrap_or_else(|| "cuda".into());
+    let device = parse_device(&device_name).expect("--device cpu|cuda[:N]");
+    let ok = agreement(&device, json);
+    let cases: Vec<Case> = if args.iter().any(|a| a == "--small-only") {
+        vec![SMALL]
+    } else {
+        vec![SMALL, Case { adapters: 64, ..SMALL }, BASE]
+    };
+    for case in cases {
+        let mut trainer = case.trainer(&device);
+        let ms = median_ms(steps, || {
+            trainer.step().expect("step");
+            device.synchronize().expect("synchronize");
+        });
+        let tokens_per_s = (case.batch * case.seq) as f64 / (ms / 1000.0);
+        let (fwd, fwd_bwd) = phases(&trainer, &device, steps);
+        if json {
+            println!(
+                "{{\"bench\":\"step_phases\",\"device\":\"{device_name}\",\"config\":{},\"forward_ms\":{fwd:.2},\"forward_backward_ms\":{fwd_bwd:.2},\"step_ms\":{ms:.2}}}",
+                case.json()
+            );
+        } else {
+            println!("  forward {fwd:.2} ms, forward+backward {fwd_bwd:.2} ms, whole step {ms:.2} ms");
+        }
+        if json {
+            println!(
+                "{{\"bench\":\"train_step\",\"impl\":\"candle\",\"device\":\"{device_name}\",\"dtype\":\"fp32\",\"config\":{},\"tokens_per_s\":{tokens_per_s:.1},\"ms_per_step\":{ms:.2},\"peak_rss_mb\":{:.0}}}",
+                case.json(),
+                peak_rss_mb()
+            );
+        } else {
+            println!("{:<32} {ms:>10.2} ms/step {tokens_per_s:>12.1} tokens/s", case.label());
+        }
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}
