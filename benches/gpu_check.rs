@@ -56,7 +56,8 @@ fn agreement(device: &Device, json: bool) -> bool {
     let cpu_model = MlmModel::new(config.clone(), 1, DType::F32, &Device::Cpu).expect("model");
     cpu_model.save(&path).expect("save");
     let dev_model = MlmModel::load(&path, DType::F32, device).expect("load on device");
-    let train = TrainConfig { method: Method::Adapters, steps: 100, batch_size: 16, seq_len: 32, ..TrainConfig::default() };
+    let train =
+        TrainConfig { method: Method::Adapters, steps: 100, batch_size: 16, seq_len: 32, ..TrainConfig::default() };
     let data = random_data(config.vocab_size, &config.languages);
     let mut cpu = Trainer::new(cpu_model, data.clone(), train.clone()).expect("trainer");
     let mut dev = Trainer::new(dev_model, data, train).expect("trainer");

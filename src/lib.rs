@@ -20,6 +20,7 @@ pub mod grads;
 pub mod io;
 pub mod lang;
 pub mod model;
+pub mod probe;
 pub mod progress;
 pub mod rng;
 pub mod run;

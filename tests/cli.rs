@@ -49,7 +49,8 @@ fn train_resume_eval_and_grads() {
     // Running again on a finished run resumes from its checkpoint and trains no further.
     let again = cli(&["train", "--config", &config, "--out", &out_s]);
     assert!(again.status.success(), "{}", stderr(&again));
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("checkpoint/trainer.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint/trainer.json")).unwrap()).unwrap();
     assert_eq!(state["step"], 6);
 
     let eval = cli(&["eval", "--run", &out_s]);
@@ -57,12 +58,28 @@ fn train_resume_eval_and_grads() {
     let scores: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(scores["languages"].as_array().unwrap().len(), 2);
 
+    let probe = cli(&["probe", "--run", &out_s, "--batches", "2", "--batch-size", "2", "--seq-len", "16"]);
+    assert!(probe.status.success(), "{}", stderr(&probe));
+    let probed: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("probe.json")).unwrap()).unwrap();
+    let model_group = &probed["similarity"]["groups"][0];
+    assert_eq!(model_group["name"], "model");
+    assert_eq!(model_group["cosine"][1][1].as_f64().unwrap().round(), 1.0);
+    assert!(String::from_utf8_lossy(&probe.stdout).contains("aa-bb"));
+
     // grads writes exactly what the library computes, under the registry's names.
     let weights = out.join("checkpoint/model.safetensors");
     let batch_json = r#"{"tokens": [[2, 9, 4, 12, 3], [2, 15, 4, 0, 0]], "lang": "bb", "positions": [[0, 2], [1, 2]], "targets": [30, 31]}"#;
     let batch = write(dir.path(), "batch.json", batch_json);
     let grads_path = dir.path().join("g.safetensors");
-    let g = cli(&["grads", "--checkpoint", &weights.to_string_lossy(), "--batch", &batch, "--out", &grads_path.to_string_lossy()]);
+    let g = cli(&[
+        "grads",
+        "--checkpoint",
+        &weights.to_string_lossy(),
+        "--batch",
+        &batch,
+        "--out",
+        &grads_path.to_string_lossy(),
+    ]);
     assert!(g.status.success(), "{}", stderr(&g));
     let model = MlmModel::load(&weights, DType::F32, &Device::Cpu).unwrap();
     let parsed: MlmBatchJson = serde_json::from_str(batch_json).unwrap();

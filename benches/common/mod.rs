@@ -1,5 +1,8 @@
 //! Pieces shared by the bench binaries: model sizes, random data, timing and memory.
 
+// Each bench binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
 use candle_core::Device;
 use interference::model::{MlmModel, ModelConfig};
 use interference::rng::{stream, Purpose};
@@ -66,8 +69,13 @@ impl Case {
     pub fn trainer(&self, device: &Device) -> Trainer {
         let model = MlmModel::new(self.model_config(), 0, candle_core::DType::F32, device).expect("model");
         let method = if self.adapters > 0 { Method::Adapters } else { Method::Joint };
-        let train =
-            TrainConfig { method, steps: 1_000_000, batch_size: self.batch, seq_len: self.seq, ..TrainConfig::default() };
+        let train = TrainConfig {
+            method,
+            steps: 1_000_000,
+            batch_size: self.batch,
+            seq_len: self.seq,
+            ..TrainConfig::default()
+        };
         Trainer::new(model, random_data(self.vocab, &self.langs()), train).expect("trainer")
     }
 }
@@ -102,7 +110,9 @@ pub fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 

@@ -7,8 +7,9 @@ use interference::device::{default_device, parse_device};
 use interference::grads::mlm_gradients;
 use interference::io::{read_json, write_json_atomic};
 use interference::model::{save_tensors, MlmModel};
+use interference::probe::{GroupKind, ProbeBatchConfig, SimilarityReport};
 use interference::progress::{Bar, Progress};
-use interference::run::{demo_config, eval_run, run_interference, train_run, RunConfig, RUN_CONFIG_FILE};
+use interference::run::{demo_config, eval_run, probe_run, run_interference, train_run, RunConfig, RUN_CONFIG_FILE};
 use interference::tokenize::SharedTokenizer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,33 @@ enum Command {
         /// Where to write the scores JSON (default <run>/eval.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Probes a trained run: cosines between languages' gradients per layer and matrix.
+    Probe {
+        /// The run folder written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// A run config naming the languages and text to probe (default: the run's own).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write the probe JSON (default <run>/probe.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Probe batches per language (results are averaged over them).
+        #[arg(long, default_value_t = 4)]
+        batches: usize,
+        /// Sequences per probe batch.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 64)]
+        seq_len: usize,
+        /// Seed of the probe batches.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// cpu, cuda or cuda:N.
         #[arg(long)]
         device: Option<String>,
@@ -140,6 +168,16 @@ fn run(cli: Cli) -> Result<()> {
             write_json_atomic(&out, &report)?;
             println!("scores written to {}", out.display());
         }
+        Command::Probe { run, config, out, batches, batch_size, seq_len, seed, device: d } => {
+            let device = device(&d)?;
+            let config = RunConfig::from_file(&config.unwrap_or_else(|| run.join(RUN_CONFIG_FILE)))?;
+            let settings = ProbeBatchConfig { batches, batch_size, seq_len, seed, held_out: true };
+            let results = probe_run(&config, &run, &device, &settings)?;
+            print_similarity(&results.similarity);
+            let out = out.unwrap_or_else(|| run.join("probe.json"));
+            write_json_atomic(&out, &results)?;
+            println!("probe written to {}", out.display());
+        }
         Command::Grads { checkpoint, batch, out, tokenizer, device: d } => {
             let device = device(&d)?;
             let model = MlmModel::load(&checkpoint, candle_core::DType::F32, &device)?;
@@ -190,5 +228,23 @@ fn print_eval(report: &interference::train::EvalReport) {
             e.accuracy,
             e.masked_tokens
         );
+    }
+}
+
+/// Mean cosine of every language pair on the whole model and on each layer.
+fn print_similarity(report: &SimilarityReport) {
+    let n = report.langs.len();
+    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).collect();
+    print!("{:<12}", "group");
+    for &(i, j) in &pairs {
+        print!(" {:>12}", format!("{}-{}", report.langs[i], report.langs[j]));
+    }
+    println!();
+    for g in report.groups.iter().filter(|g| !matches!(g.kind, GroupKind::Matrix(_))) {
+        print!("{:<12}", g.name);
+        for &(i, j) in &pairs {
+            print!(" {:>12}", format!("{:+.3}±{:.3}", g.cosine[i][j], g.cosine_std[i][j]));
+        }
+        println!();
     }
 }

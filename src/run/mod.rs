@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod pipeline;
+mod probe;
 
 pub use config::{LanguageSource, LanguageText, RunConfig, TokenizerSource};
 pub use demo::{demo_config, run_interference, DemoResults, InterferenceRow};
@@ -11,3 +12,4 @@ pub use pipeline::{
     complete_model_config, eval_run, prepare, train_run, Prepared, RunResults, CHECKPOINT_DIR, RESULTS_FILE,
     RUN_CONFIG_FILE, TOKENIZER_FILE,
 };
+pub use probe::{probe_run, ProbeResults};

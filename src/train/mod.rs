@@ -12,4 +12,4 @@ pub use config::{Method, TrainConfig};
 pub use data::{split_held_out, MlmData};
 pub use eval::{evaluate, EvalOptions, EvalReport, LangEval, EVAL_SEED};
 pub use optim::{clip_global_norm, learning_rate, AdamW, AdamWConfig, Moments};
-pub use trainer::{LangLoss, StepReport, Trainer};
+pub use trainer::{LangLoss, StepHook, StepReport, Trainer};

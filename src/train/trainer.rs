@@ -41,6 +41,12 @@ pub struct StepReport {
     pub grad_norm: f64,
 }
 
+/// Something run after every training step, e.g. a probe of the model.
+pub trait StepHook {
+    /// Called after step `report.step` with the trainer in its new state.
+    fn after_step(&mut self, trainer: &Trainer, report: &StepReport) -> Result<()>;
+}
+
 /// Trains an [`MlmModel`] on [`MlmData`] step by step.
 ///
 /// Every random draw of step `t` (languages, sentences, masks, dropout) comes from streams
@@ -198,12 +204,24 @@ impl Trainer {
     /// end, checkpointing if a folder is set; reports each step to `progress`. Returns the
     /// evaluations.
     pub fn train(&mut self, progress: &mut dyn Progress) -> Result<Vec<EvalReport>> {
+        self.train_with(progress, &mut [])
+    }
+
+    /// [`Trainer::train`] with `hooks` run after every step, in order.
+    pub fn train_with(
+        &mut self,
+        progress: &mut dyn Progress,
+        hooks: &mut [&mut dyn StepHook],
+    ) -> Result<Vec<EvalReport>> {
         let mut evals = Vec::new();
         progress.start(self.step as u64, self.config.steps as u64);
         let due = |every: usize, step: usize| every > 0 && step % every == 0;
         while self.step < self.config.steps {
             let report = self.step()?;
             progress.step(&report);
+            for hook in hooks.iter_mut() {
+                hook.after_step(self, &report)?;
+            }
             let last = self.step == self.config.steps;
             if due(self.config.eval_every, self.step) && !last {
                 evals.push(self.evaluate()?);
