@@ -18,6 +18,8 @@ pub enum Purpose {
     Eval = 4,
     /// Splitting a corpus into train and held-out parts.
     Split = 5,
+    /// The random order of gradient surgery (PCGrad, GradVac).
+    Surgery = 6,
 }
 
 /// The random stream for `purpose` at `index` (a step number, a batch number) under `seed`.

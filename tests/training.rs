@@ -5,7 +5,10 @@ use interference::data::{generate_synthetic, SyntheticSpec, WordOrder};
 use interference::model::{MlmModel, ModelConfig};
 use interference::progress::Silent;
 use interference::tokenize::SharedTokenizer;
-use interference::train::{split_held_out, Method, MlmData, TrainConfig, Trainer, TRAINER_FILE};
+use interference::train::{
+    split_held_out, Granularity, MetaConfig, MetaOrder, Method, MlmData, SurgeryConfig, TrainConfig, Trainer,
+    TRAINER_FILE,
+};
 use interference::{Error, Lang, LangSet};
 
 fn data() -> MlmData {
@@ -139,4 +142,89 @@ fn method_and_model_must_agree() {
     let r = t.step().unwrap();
     assert_eq!(r.languages.len(), 1);
     assert!(data.subset(&[Lang::new("zz").unwrap()]).unwrap_err().to_string().contains("zz"));
+}
+
+fn with_method(steps: usize, method: Method) -> TrainConfig {
+    TrainConfig {
+        meta: MetaConfig { meta_sentences: 40, meta_batch_size: 2, ..MetaConfig::default() },
+        ..train_config(steps, method)
+    }
+}
+
+#[test]
+fn every_method_learns_every_language() {
+    let data = data();
+    let cases: Vec<(&str, usize, TrainConfig)> = vec![
+        ("meta exact", 4, with_method(40, Method::Meta)),
+        (
+            "meta finite difference",
+            4,
+            TrainConfig {
+                meta: MetaConfig {
+                    order: MetaOrder::FiniteDifference,
+                    meta_sentences: 40,
+                    meta_batch_size: 2,
+                    ..MetaConfig::default()
+                },
+                ..train_config(40, Method::Meta)
+            },
+        ),
+        (
+            "meta first order",
+            4,
+            TrainConfig {
+                meta: MetaConfig {
+                    order: MetaOrder::FirstOrder,
+                    meta_sentences: 40,
+                    meta_batch_size: 2,
+                    ..MetaConfig::default()
+                },
+                ..train_config(40, Method::Meta)
+            },
+        ),
+        ("pcgrad", 0, train_config(40, Method::Pcgrad)),
+        (
+            "pcgrad per layer",
+            0,
+            TrainConfig {
+                surgery: SurgeryConfig { granularity: Granularity::Layer, ..SurgeryConfig::default() },
+                ..train_config(40, Method::Pcgrad)
+            },
+        ),
+        ("gradvac", 4, train_config(40, Method::Gradvac)),
+    ];
+    for (name, adapters, config) in cases {
+        let mut trainer = Trainer::new(model(&data, adapters), data.clone(), config).unwrap();
+        let before = trainer.evaluate().unwrap();
+        let first = trainer.step().unwrap();
+        let after = trainer.train(&mut Silent).unwrap().pop().unwrap();
+        let losses: Vec<String> = before
+            .languages
+            .iter()
+            .zip(&after.languages)
+            .map(|(b, a)| format!("{} {:.3}->{:.3}", a.lang, b.loss, a.loss))
+            .collect();
+        println!("{name:>24}: {} (first meta loss {:?})", losses.join(", "), first.meta_loss);
+        for (b, a) in before.languages.iter().zip(&after.languages) {
+            assert!(a.loss < b.loss - 0.3, "{name}: {} did not learn", a.lang);
+        }
+        assert_eq!(first.meta_loss.is_some(), name.starts_with("meta"));
+    }
+}
+
+#[test]
+fn meta_and_gradvac_resume_bit_for_bit() {
+    let data = data();
+    for (method, adapters) in [(Method::Meta, 4), (Method::Gradvac, 4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut straight = Trainer::new(model(&data, adapters), data.clone(), with_method(8, method)).unwrap();
+        let expected: Vec<f64> = (0..8).map(|_| straight.step().unwrap().loss).collect();
+        let mut first = Trainer::new(model(&data, adapters), data.clone(), with_method(8, method)).unwrap();
+        let mut losses: Vec<f64> = (0..3).map(|_| first.step().unwrap().loss).collect();
+        first.save(dir.path()).unwrap();
+        let mut resumed = Trainer::resume(dir.path(), data.clone(), DType::F32, &Device::Cpu).unwrap();
+        losses.extend((0..5).map(|_| resumed.step().unwrap().loss));
+        assert_eq!(losses, expected, "{method:?}");
+        assert_eq!(weights(&resumed), weights(&straight), "{method:?}");
+    }
 }

@@ -113,6 +113,18 @@ impl ParamRegistry {
         (0..self.infos.len()).filter(|&i| &self.infos[i].group == group).collect()
     }
 
+    /// The parts of the network that the parameters `indices` belong to, in order, each with
+    /// the positions (into `indices`) of its members.
+    pub fn slots_of(&self, indices: &[usize]) -> Vec<(LayerSlot, Vec<usize>)> {
+        let mut slots: Vec<LayerSlot> = indices.iter().map(|&i| self.infos[i].slot).collect();
+        slots.sort();
+        slots.dedup();
+        slots
+            .into_iter()
+            .map(|slot| (slot, (0..indices.len()).filter(|&k| self.infos[indices[k]].slot == slot).collect()))
+            .collect()
+    }
+
     /// Total number of scalar parameters.
     pub fn num_scalars(&self) -> usize {
         self.vars.iter().map(|v| v.elem_count()).sum()

@@ -3,10 +3,10 @@
 
 use super::batches::ProbeBatches;
 use crate::error::{Error, Result};
-use crate::grads::mlm_gradients;
+use crate::grads::{group_gram, mlm_gradients, param_grams};
 use crate::lang::Lang;
 use crate::model::{LayerSlot, MlmModel, ParamGroup};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// What a group of parameters is.
@@ -69,11 +69,7 @@ impl Groups {
     fn new(model: &MlmModel, shared: &[usize]) -> Self {
         let infos = model.registry().infos();
         let mut list = vec![("model".to_string(), GroupKind::Model, (0..shared.len()).collect())];
-        let mut slots: Vec<LayerSlot> = shared.iter().map(|&i| infos[i].slot).collect();
-        slots.sort();
-        slots.dedup();
-        for slot in slots {
-            let members = (0..shared.len()).filter(|&s| infos[shared[s]].slot == slot).collect();
+        for (slot, members) in model.registry().slots_of(shared) {
             list.push((slot_name(slot), GroupKind::Layer(slot), members));
         }
         for (s, &i) in shared.iter().enumerate() {
@@ -129,21 +125,7 @@ impl GradientProbe {
         for k in 0..k_count {
             let grams = self.param_grams(model, k)?;
             let l = langs.len();
-            per_batch.push(
-                groups
-                    .list
-                    .iter()
-                    .map(|(_, _, members)| {
-                        let mut sum = vec![0.0; l * l];
-                        for &m in members {
-                            for (s, v) in sum.iter_mut().zip(&grams[m * l * l..(m + 1) * l * l]) {
-                                *s += v;
-                            }
-                        }
-                        sum
-                    })
-                    .collect(),
-            );
+            per_batch.push(groups.list.iter().map(|(_, _, members)| group_gram(&grams, l, members)).collect());
         }
         let groups = groups
             .list
@@ -154,24 +136,14 @@ impl GradientProbe {
         Ok(SimilarityReport { step, langs, batches: k_count, groups })
     }
 
-    /// Gram matrices of every shared parameter for probe batch `k`, flattened on the host as
-    /// `[param][i][j]`: one backward pass per language, then one `G·Gᵀ` per parameter on the
-    /// device and a single copy to the host.
+    /// Gram matrices of every shared parameter for probe batch `k`, `[param][i][j]`: one
+    /// backward pass per language, then [`param_grams`].
     fn param_grams(&self, model: &MlmModel, k: usize) -> Result<Vec<f64>> {
         let per_lang = (0..self.batches.langs().len())
             .map(|l| mlm_gradients(model, &self.batches.of(l)[k]))
             .collect::<Result<Vec<_>>>()?;
-        let grams = self
-            .shared
-            .iter()
-            .map(|&p| {
-                let rows =
-                    per_lang.iter().map(|g| g.grads[p].flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
-                let g = Tensor::stack(&rows, 0)?;
-                g.matmul(&g.t()?)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&grams, 0)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        let sets: Vec<&[Tensor]> = per_lang.iter().map(|g| &g.grads[..]).collect();
+        param_grams(&sets, &self.shared)
     }
 }
 

@@ -30,6 +30,12 @@ pub struct TrainerState {
     pub step: usize,
     /// AdamW update count per parameter (registry name → count), for bias correction.
     pub adam_steps: HashMap<String, u64>,
+    /// The same for the adapters' optimiser of method `meta` (moments under `meta_m.`/`meta_v.`).
+    #[serde(default)]
+    pub meta_adam_steps: HashMap<String, u64>,
+    /// GradVac's moving-average cosine targets.
+    #[serde(default)]
+    pub surgery_state: Vec<f64>,
     /// The random state: every draw of step `t` is keyed by `(seed, t)`, so the seed and
     /// the next step are the whole state.
     pub rng: RngState,
@@ -50,21 +56,16 @@ impl Trainer {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         self.model.save(&dir.join(MODEL_FILE))?;
-        let infos = self.model.registry().infos();
         let mut moments: Vec<(String, Tensor)> = Vec::new();
-        let mut adam_steps = HashMap::new();
-        for (info, st) in infos.iter().zip(self.optimizer.state()) {
-            if let Some(st) = st {
-                moments.push((format!("m.{}", info.name), st.m.clone()));
-                moments.push((format!("v.{}", info.name), st.v.clone()));
-                adam_steps.insert(info.name.clone(), st.t);
-            }
-        }
+        let adam_steps = self.moments_of(&self.optimizer, "", &mut moments);
+        let meta_adam_steps = self.moments_of(&self.meta_optimizer, "meta_", &mut moments);
         save_tensors(&dir.join(OPTIMIZER_FILE), &moments, HashMap::new())?;
         let state = TrainerState {
             config: self.config.clone(),
             step: self.step,
             adam_steps,
+            meta_adam_steps,
+            surgery_state: self.surgery_state.clone(),
             rng: RngState { seed: self.config.seed, next_step: self.step },
         };
         write_json_atomic(&dir.join(TRAINER_FILE), &state)
@@ -80,22 +81,58 @@ impl Trainer {
         let state: TrainerState = read_json(&state_path)?;
         let model = MlmModel::load(&dir.join(MODEL_FILE), dtype, device)?;
         let (tensors, _) = load_tensors(&dir.join(OPTIMIZER_FILE), device)?;
-        let mut restored = Vec::with_capacity(model.registry().len());
-        for info in model.registry().infos() {
-            let moment = |kind: &str| -> Result<Tensor> {
-                let key = format!("{kind}.{}", info.name);
-                let t = tensors.get(&key).ok_or_else(|| {
-                    Error::Config(format!("{}: optimiser state {key} is missing", dir.join(OPTIMIZER_FILE).display()))
-                })?;
-                Ok(t.to_dtype(dtype)?)
-            };
-            restored.push(match state.adam_steps.get(&info.name) {
-                Some(&t) => Some(Moments { m: moment("m")?, v: moment("v")?, t }),
-                None => None,
-            });
-        }
-        let mut optimizer = AdamW::new(state.config.adamw, model.registry().len());
-        optimizer.set_state(restored)?;
-        Trainer::restore(model, data, state.config, optimizer, state.rng.next_step)
+        let file = dir.join(OPTIMIZER_FILE);
+        let optimizer = restore_optimizer(&model, &state, &state.adam_steps, "", &tensors, dtype, &file)?;
+        let meta_optimizer =
+            restore_optimizer(&model, &state, &state.meta_adam_steps, "meta_", &tensors, dtype, &file)?;
+        let mut trainer = Trainer::new(model, data, state.config)?;
+        trainer.optimizer = optimizer;
+        trainer.meta_optimizer = meta_optimizer;
+        trainer.surgery_state = state.surgery_state;
+        trainer.step = state.rng.next_step;
+        Ok(trainer)
     }
+
+    /// Appends `optimizer`'s moments under `{prefix}m.{name}` / `{prefix}v.{name}` and returns
+    /// the update counts by name.
+    fn moments_of(&self, optimizer: &AdamW, prefix: &str, out: &mut Vec<(String, Tensor)>) -> HashMap<String, u64> {
+        let mut steps = HashMap::new();
+        for (info, st) in self.model.registry().infos().iter().zip(optimizer.state()) {
+            if let Some(st) = st {
+                out.push((format!("{prefix}m.{}", info.name), st.m.clone()));
+                out.push((format!("{prefix}v.{}", info.name), st.v.clone()));
+                steps.insert(info.name.clone(), st.t);
+            }
+        }
+        steps
+    }
+}
+
+/// Rebuilds an AdamW from the moments saved under `prefix` and their update counts.
+fn restore_optimizer(
+    model: &MlmModel,
+    state: &TrainerState,
+    steps: &HashMap<String, u64>,
+    prefix: &str,
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+    file: &Path,
+) -> Result<AdamW> {
+    let mut restored = Vec::with_capacity(model.registry().len());
+    for info in model.registry().infos() {
+        let moment = |kind: &str| -> Result<Tensor> {
+            let key = format!("{prefix}{kind}.{}", info.name);
+            let t = tensors
+                .get(&key)
+                .ok_or_else(|| Error::Config(format!("{}: optimiser state {key} is missing", file.display())))?;
+            Ok(t.to_dtype(dtype)?)
+        };
+        restored.push(match steps.get(&info.name) {
+            Some(&t) => Some(Moments { m: moment("m")?, v: moment("v")?, t }),
+            None => None,
+        });
+    }
+    let mut optimizer = AdamW::new(state.config.adamw, model.registry().len());
+    optimizer.set_state(restored)?;
+    Ok(optimizer)
 }

@@ -13,6 +13,108 @@ pub enum Method {
     Joint,
     /// Joint training of shared layers and language-specific adapters together.
     Adapters,
+    /// The treatment: adapters trained as meta-parameters by a one-step look-ahead
+    /// (bilevel, second order) so that the shared layers generalise on all languages.
+    Meta,
+    /// PCGrad: each language's shared gradient loses its component along any other
+    /// language's gradient it conflicts with (negative inner product).
+    Pcgrad,
+    /// GradVac: each language's shared gradient is aligned towards a moving-average cosine
+    /// target with every other language's.
+    Gradvac,
+}
+
+impl Method {
+    /// The method's name as configs spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Joint => "joint",
+            Method::Adapters => "adapters",
+            Method::Meta => "meta",
+            Method::Pcgrad => "pcgrad",
+            Method::Gradvac => "gradvac",
+        }
+    }
+}
+
+/// How the meta step differentiates through the look-ahead θ′ = θ − α∇θ L_train(θ, φ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaOrder {
+    /// Exact double backpropagation (candle with `CANDLE_GRAD_DO_NOT_DETACH=1`, see
+    /// [`crate::grads::enable_second_order`]).
+    Exact,
+    /// The mixed Hessian–vector product by central finite differences: two extra gradient
+    /// evaluations at θ ± εv, no second-order graph.
+    FiniteDifference,
+    /// Drop the second-order term (θ′ treated as a constant): an ablation.
+    FirstOrder,
+}
+
+/// Settings of the meta step (method `meta`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// How the meta-gradient is differentiated through the look-ahead.
+    pub order: MetaOrder,
+    /// Step size α of the look-ahead θ′ = θ − α∇θ.
+    pub inner_lr: f64,
+    /// Peak learning rate of the adapters' own AdamW (same schedule as the shared one).
+    pub lr: f64,
+    /// Global-norm clipping of the adapters' meta-gradient (0: off).
+    pub clip_norm: f64,
+    /// Training sentences per language held apart as the meta split (not validation).
+    pub meta_sentences: usize,
+    /// Sequences per language in the meta loss.
+    pub meta_batch_size: usize,
+    /// Sequences of the look-ahead batch (0: the training batch size).
+    pub lookahead_batch_size: usize,
+    /// Also update the sampled language's adapters in the shared step.
+    pub update_adapters_in_shared_step: bool,
+    /// Finite-difference radius: ε = fd_radius / ‖v‖ (finite-difference order only).
+    pub fd_radius: f64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            order: MetaOrder::Exact,
+            inner_lr: 0.1,
+            lr: 1e-3,
+            clip_norm: 1.0,
+            meta_sentences: 200,
+            meta_batch_size: 4,
+            lookahead_batch_size: 0,
+            update_adapters_in_shared_step: false,
+            fd_radius: 1e-2,
+        }
+    }
+}
+
+/// Over which parameter groups PCGrad and GradVac compare gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// All shared parameters as one vector.
+    Model,
+    /// Each part of the network (embeddings, each layer, output) on its own.
+    Layer,
+}
+
+/// Settings of gradient surgery (methods `pcgrad` and `gradvac`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurgeryConfig {
+    /// Whole-model or per-layer projection.
+    pub granularity: Granularity,
+    /// GradVac's moving-average rate β of the cosine targets.
+    pub gradvac_beta: f64,
+}
+
+impl Default for SurgeryConfig {
+    fn default() -> Self {
+        SurgeryConfig { granularity: Granularity::Model, gradvac_beta: 0.01 }
+    }
 }
 
 /// Everything that shapes a training run besides the model and the data.
@@ -48,6 +150,10 @@ pub struct TrainConfig {
     /// Save a checkpoint every this many steps when the trainer has a checkpoint folder
     /// (0: only at the end).
     pub checkpoint_every: usize,
+    /// Settings of method `meta`.
+    pub meta: MetaConfig,
+    /// Settings of methods `pcgrad` and `gradvac`.
+    pub surgery: SurgeryConfig,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +173,8 @@ impl Default for TrainConfig {
             eval_every: 0,
             eval_batches: 0,
             checkpoint_every: 0,
+            meta: MetaConfig::default(),
+            surgery: SurgeryConfig::default(),
         }
     }
 }
@@ -89,6 +197,17 @@ impl TrainConfig {
         let a = self.adamw;
         if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.eps > 0.0 && a.weight_decay >= 0.0) {
             return Err(Error::Config(format!("invalid AdamW settings {a:?}")));
+        }
+        let m = &self.meta;
+        if !(m.inner_lr.is_finite() && m.inner_lr > 0.0 && m.lr.is_finite() && m.lr > 0.0 && m.fd_radius > 0.0) {
+            return Err(Error::Config(format!("invalid meta settings {m:?}")));
+        }
+        if self.method == Method::Meta && (m.meta_sentences == 0 || m.meta_batch_size == 0) {
+            return Err(Error::Config("meta needs meta_sentences and meta_batch_size ≥ 1".into()));
+        }
+        let beta = self.surgery.gradvac_beta;
+        if !(beta > 0.0 && beta <= 1.0) {
+            return Err(Error::Config(format!("gradvac_beta must be in (0, 1], got {beta}")));
         }
         self.masking.validate()
     }

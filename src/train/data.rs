@@ -13,6 +13,7 @@ pub struct MlmData {
     langs: LangSet,
     train: Vec<Vec<Vec<u32>>>,
     valid: Vec<Vec<Vec<u32>>>,
+    meta: Vec<Vec<Vec<u32>>>,
     specials: SpecialIds,
     vocab_size: usize,
 }
@@ -39,6 +40,7 @@ impl MlmData {
             langs,
             train: train.iter().map(encode).collect::<Result<_>>()?,
             valid: valid.iter().map(encode).collect::<Result<_>>()?,
+            meta: Vec::new(),
             specials: tokenizer.specials(),
             vocab_size: tokenizer.vocab_size(),
         })
@@ -72,7 +74,7 @@ impl MlmData {
                 }
             }
         }
-        Ok(MlmData { langs, train, valid, specials, vocab_size })
+        Ok(MlmData { langs, train, valid, meta: Vec::new(), specials, vocab_size })
     }
 
     /// The same data restricted to `langs` (e.g. one language for a monolingual baseline).
@@ -82,6 +84,7 @@ impl MlmData {
             langs: LangSet::new(langs.to_vec())?,
             train: idx.iter().map(|&i| self.train[i].clone()).collect(),
             valid: idx.iter().map(|&i| self.valid[i].clone()).collect(),
+            meta: idx.iter().filter_map(|&i| self.meta.get(i).cloned()).collect(),
             specials: self.specials,
             vocab_size: self.vocab_size,
         })
@@ -100,6 +103,37 @@ impl MlmData {
     /// Held-out sentences of language `i`.
     pub fn valid(&self, i: usize) -> &[Vec<u32>] {
         &self.valid[i]
+    }
+
+    /// Holds `n` training sentences per language apart as the meta split (chosen at random
+    /// under `seed`); the training text keeps the rest. Data that already has a meta split
+    /// is returned as it is.
+    pub fn split_meta(mut self, n: usize, seed: u64) -> Result<Self> {
+        if !self.meta.is_empty() {
+            return Ok(self);
+        }
+        for (li, train) in self.train.iter_mut().enumerate() {
+            if n >= train.len() {
+                return Err(Error::Config(format!(
+                    "cannot hold {n} of the {} training sentences of {} apart for the meta split",
+                    train.len(),
+                    self.langs.as_slice()[li]
+                )));
+            }
+            let mut order: Vec<usize> = (0..train.len()).collect();
+            order.shuffle(&mut stream(seed, Purpose::Split, 1 + li as u64));
+            let held: std::collections::HashSet<usize> = order[..n].iter().copied().collect();
+            let (meta, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(train).into_iter().enumerate().partition(|(i, _)| held.contains(i));
+            self.meta.push(meta.into_iter().map(|(_, s)| s).collect());
+            *train = rest.into_iter().map(|(_, s)| s).collect();
+        }
+        Ok(self)
+    }
+
+    /// Meta-split sentences of language `i` (empty unless [`MlmData::split_meta`] was called).
+    pub fn meta(&self, i: usize) -> &[Vec<u32>] {
+        self.meta.get(i).map_or(&[], Vec::as_slice)
     }
 
     /// The tokenizer's special ids.

@@ -1,17 +1,19 @@
 //! The trainer: one stepping API for every method, for notebooks and the CLI alike.
 
-use super::config::{Method, TrainConfig};
+use super::config::{MetaOrder, Method, TrainConfig};
 use super::data::MlmData;
 use super::eval::{evaluate, EvalOptions, EvalReport};
 use super::optim::{clip_global_norm, learning_rate, AdamW};
 use crate::batch::{MlmBatch, MlmMasker, TemperatureSampler};
 use crate::error::{Error, Result};
+use crate::grads::scalar;
 use crate::lang::Lang;
 use crate::model::MlmModel;
 use crate::progress::Progress;
 use crate::rng::{stream, Purpose};
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -39,6 +41,9 @@ pub struct StepReport {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The meta loss (mean held-apart MLM loss after the look-ahead), for method `meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_loss: Option<f64>,
 }
 
 /// Something run after every training step, e.g. a probe of the model.
@@ -58,10 +63,34 @@ pub struct Trainer {
     pub(super) config: TrainConfig,
     pub(super) optimizer: AdamW,
     pub(super) step: usize,
-    masker: MlmMasker,
-    sampler: TemperatureSampler,
-    trainable: Vec<usize>,
+    pub(super) masker: MlmMasker,
+    pub(super) sampler: TemperatureSampler,
+    /// The optimiser of the adapters in the meta step (method `meta` only).
+    pub(super) meta_optimizer: AdamW,
+    /// GradVac's moving averages of cosine targets (method `gradvac` only).
+    pub(super) surgery_state: Vec<f64>,
     checkpoint_dir: Option<PathBuf>,
+}
+
+/// Clips `grads` to `clip` global norm and applies one AdamW update at `lr`; returns the norm
+/// before clipping, or an error naming the step if it is not finite.
+pub(super) fn update(
+    model: &MlmModel,
+    optimizer: &mut AdamW,
+    mut grads: Vec<Option<Tensor>>,
+    clip: f64,
+    lr: f64,
+    step: usize,
+) -> Result<f64> {
+    let grad_norm = clip_global_norm(&mut grads, clip)?;
+    if !grad_norm.is_finite() {
+        return Err(Error::NonFinite { what: "gradient norm".into(), step, value: grad_norm });
+    }
+    let vars = model.registry().vars();
+    let var_refs: Vec<&Var> = vars.iter().collect();
+    let decay: Vec<bool> = model.registry().infos().iter().zip(vars).map(|(info, v)| info.decays(v.rank())).collect();
+    optimizer.step(&var_refs, &grads, &decay, lr)?;
+    Ok(grad_norm)
 }
 
 impl Trainer {
@@ -72,14 +101,27 @@ impl Trainer {
             model.config().languages.index(lang)?;
         }
         match (config.method, model.config().has_adapters()) {
-            (Method::Adapters, false) => {
-                return Err(Error::Config("method \"adapters\" needs a model with adapter_bottleneck > 0".into()))
+            (Method::Adapters | Method::Meta, false) => {
+                return Err(Error::Config(format!(
+                    "method {:?} needs a model with adapter_bottleneck > 0",
+                    config.method.name()
+                )))
             }
             (Method::Joint, true) => {
                 return Err(Error::Config("method \"joint\" trains a model without adapters; use \"adapters\"".into()))
             }
             _ => {}
         }
+        let data = if config.method == Method::Meta {
+            if config.meta.order == MetaOrder::Exact {
+                // Takes effect for threads that have not yet run a backward pass; the meta step
+                // checks and says so otherwise.
+                crate::grads::enable_second_order();
+            }
+            data.split_meta(config.meta.meta_sentences, config.seed)?
+        } else {
+            data
+        };
         if config.seq_len > model.config().max_len {
             return Err(Error::Config(format!(
                 "seq_len {} exceeds the model's max_len {}",
@@ -97,9 +139,20 @@ impl Trainer {
         let masker = MlmMasker::new(config.masking, data.specials(), data.vocab_size())?;
         let counts: Vec<usize> = (0..data.langs().len()).map(|i| data.train(i).len()).collect();
         let sampler = TemperatureSampler::new(&counts, config.alpha)?;
-        let trainable = (0..model.registry().len()).collect();
         let optimizer = AdamW::new(config.adamw, model.registry().len());
-        Ok(Trainer { model, data, config, optimizer, step: 0, masker, sampler, trainable, checkpoint_dir: None })
+        let meta_optimizer = AdamW::new(config.adamw, model.registry().len());
+        Ok(Trainer {
+            model,
+            data,
+            config,
+            optimizer,
+            step: 0,
+            masker,
+            sampler,
+            meta_optimizer,
+            surgery_state: Vec::new(),
+            checkpoint_dir: None,
+        })
     }
 
     /// The model being trained.
@@ -136,23 +189,45 @@ impl Trainer {
         }
         let mut batches = Vec::new();
         for (li, &n) in rows.iter().enumerate() {
-            if n == 0 {
-                continue;
+            if n > 0 {
+                batches.push(self.lang_batch(li, n, self.data.train(li), &mut rng)?);
             }
-            let sentences = self.data.train(li);
-            let mut tokens = Vec::with_capacity(n * self.config.seq_len);
-            for _ in 0..n {
-                let start = rng.random_range(0..sentences.len());
-                self.masker.pack_row(sentences, start, self.config.seq_len, true, &mut tokens);
-            }
-            let lang = self.data.langs().as_slice()[li].clone();
-            batches.push(self.masker.mask(lang, tokens, self.config.seq_len, &mut rng)?);
         }
         Ok(batches)
     }
 
-    /// Runs one optimiser step and returns the per-language losses.
+    /// A masked batch of `rows` sequences of language `li`, packed from `sentences` at random
+    /// starting sentences.
+    pub(super) fn lang_batch(
+        &self,
+        li: usize,
+        rows: usize,
+        sentences: &[Vec<u32>],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<MlmBatch> {
+        let mut tokens = Vec::with_capacity(rows * self.config.seq_len);
+        for _ in 0..rows {
+            let start = rng.random_range(0..sentences.len());
+            self.masker.pack_row(sentences, start, self.config.seq_len, true, &mut tokens);
+        }
+        let lang = self.data.langs().as_slice()[li].clone();
+        self.masker.mask(lang, tokens, self.config.seq_len, rng)
+    }
+
+    /// Runs one optimiser step of the configured method and returns the per-language losses.
     pub fn step(&mut self) -> Result<StepReport> {
+        let report = match self.config.method {
+            Method::Joint | Method::Adapters => self.joint_step()?,
+            Method::Pcgrad | Method::Gradvac => self.surgery_step()?,
+            Method::Meta => self.meta_step()?,
+        };
+        self.step += 1;
+        Ok(report)
+    }
+
+    /// Joint training: one loss over the step's batches (weighted by their masked tokens),
+    /// one backward pass, one AdamW update of every parameter.
+    fn joint_step(&mut self) -> Result<StepReport> {
         let batches = self.batches_at(self.step)?;
         let total_targets: usize = batches.iter().map(|b| b.targets.len()).sum();
         let mut dropout_rng = stream(self.config.seed, Purpose::Dropout, self.step as u64);
@@ -161,11 +236,7 @@ impl Trainer {
         let mut languages = Vec::with_capacity(batches.len());
         for batch in &batches {
             let loss = self.model.loss_with(&params, batch, Some(&mut dropout_rng))?;
-            let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            if !value.is_finite() {
-                return Err(Error::NonFinite { what: format!("loss for {}", batch.lang), step: self.step, value });
-            }
-            languages.push(LangLoss { lang: batch.lang.clone(), loss: value, rows: batch.rows });
+            languages.push(self.checked(&loss, batch)?);
             let weighted = (loss * (batch.targets.len() as f64 / total_targets as f64))?;
             total = Some(match total {
                 Some(t) => (t + weighted)?,
@@ -173,25 +244,27 @@ impl Trainer {
             });
         }
         let total = total.ok_or_else(|| Error::Config("a step drew no batches".into()))?;
-        let loss = total.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let loss = scalar(&total)?;
         let grads = total.backward()?;
-        let vars = self.model.registry().vars();
-        let mut step_grads: Vec<Option<Tensor>> = vec![None; vars.len()];
-        for &i in &self.trainable {
-            step_grads[i] = grads.get(vars[i].as_tensor()).cloned();
-        }
+        let step_grads = params.iter().map(|p| grads.get(p).cloned()).collect();
         drop(grads);
-        let grad_norm = clip_global_norm(&mut step_grads, self.config.clip_norm)?;
-        if !grad_norm.is_finite() {
-            return Err(Error::NonFinite { what: "gradient norm".into(), step: self.step, value: grad_norm });
+        let lr = self.lr();
+        let grad_norm = update(&self.model, &mut self.optimizer, step_grads, self.config.clip_norm, lr, self.step)?;
+        Ok(StepReport { step: self.step + 1, loss, languages, lr, grad_norm, meta_loss: None })
+    }
+
+    /// The language loss of `batch` as a number, or an error if it is not finite.
+    pub(super) fn checked(&self, loss: &Tensor, batch: &MlmBatch) -> Result<LangLoss> {
+        let value = scalar(loss)?;
+        if !value.is_finite() {
+            return Err(Error::NonFinite { what: format!("loss for {}", batch.lang), step: self.step, value });
         }
-        let lr = learning_rate(self.config.lr, self.step, self.config.warmup_steps, self.config.steps);
-        let var_refs: Vec<&candle_core::Var> = vars.iter().collect();
-        let decay: Vec<bool> =
-            self.model.registry().infos().iter().zip(vars).map(|(info, v)| info.decays(v.rank())).collect();
-        self.optimizer.step(&var_refs, &step_grads, &decay, lr)?;
-        self.step += 1;
-        Ok(StepReport { step: self.step, loss, languages, lr, grad_norm })
+        Ok(LangLoss { lang: batch.lang.clone(), loss: value, rows: batch.rows })
+    }
+
+    /// The learning rate of the current step.
+    pub(super) fn lr(&self) -> f64 {
+        learning_rate(self.config.lr, self.step, self.config.warmup_steps, self.config.steps)
     }
 
     /// Makes [`Trainer::train`] save checkpoints into `dir` (every `checkpoint_every` steps
@@ -240,19 +313,5 @@ impl Trainer {
     /// Held-out loss, perplexity and accuracy of every language, with the training masking.
     pub fn evaluate(&self) -> Result<EvalReport> {
         evaluate(&self.model, &self.data, &EvalOptions::from(&self.config), self.step)
-    }
-
-    /// Rebuilds a trainer around restored parts (used by checkpoints).
-    pub(super) fn restore(
-        model: MlmModel,
-        data: MlmData,
-        config: TrainConfig,
-        optimizer: AdamW,
-        step: usize,
-    ) -> Result<Self> {
-        let mut trainer = Trainer::new(model, data, config)?;
-        trainer.optimizer = optimizer;
-        trainer.step = step;
-        Ok(trainer)
     }
 }
