@@ -20,6 +20,8 @@ pub enum Purpose {
     Split = 5,
     /// The random order of gradient surgery (PCGrad, GradVac).
     Surgery = 6,
+    /// Initial scores of learned pruning masks.
+    MaskScores = 7,
 }
 
 /// The random stream for `purpose` at `index` (a step number, a batch number) under `seed`.

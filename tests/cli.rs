@@ -58,13 +58,34 @@ fn train_resume_eval_and_grads() {
     let scores: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(scores["languages"].as_array().unwrap().len(), 2);
 
-    let probe = cli(&["probe", "--run", &out_s, "--batches", "2", "--batch-size", "2", "--seq-len", "16"]);
+    let probe = cli(&[
+        "probe",
+        "--run",
+        &out_s,
+        "--batches",
+        "2",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--fisher",
+        "--masks",
+        "--keeps",
+        "0.2,0.5",
+        "--mask-steps",
+        "3",
+    ]);
     assert!(probe.status.success(), "{}", stderr(&probe));
     let probed: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("probe.json")).unwrap()).unwrap();
     let model_group = &probed["similarity"]["groups"][0];
     assert_eq!(model_group["name"], "model");
     assert_eq!(model_group["cosine"][1][1].as_f64().unwrap().round(), 1.0);
     assert!(String::from_utf8_lossy(&probe.stdout).contains("aa-bb"));
+    for method in ["fisher", "masks"] {
+        let keeps: Vec<f64> =
+            probed[method]["layers"].as_array().unwrap().iter().map(|l| l["keep"].as_f64().unwrap()).collect();
+        assert!(keeps.contains(&0.2) && keeps.contains(&0.5), "{method}: {keeps:?}");
+    }
 
     // grads writes exactly what the library computes, under the registry's names.
     let weights = out.join("checkpoint/model.safetensors");

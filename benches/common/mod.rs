@@ -65,17 +65,17 @@ impl Case {
         }
     }
 
-    /// A trainer of this size on random sentences, on `device`.
+    /// A trainer of this size on random sentences, on `device` (joint, or adapters).
     pub fn trainer(&self, device: &Device) -> Trainer {
-        let model = MlmModel::new(self.model_config(), 0, candle_core::DType::F32, device).expect("model");
         let method = if self.adapters > 0 { Method::Adapters } else { Method::Joint };
-        let train = TrainConfig {
-            method,
-            steps: 1_000_000,
-            batch_size: self.batch,
-            seq_len: self.seq,
-            ..TrainConfig::default()
-        };
+        self.trainer_with(device, TrainConfig { method, ..TrainConfig::default() })
+    }
+
+    /// A trainer of this size with `config`'s method and settings (steps, batch size and
+    /// sequence length taken from the case).
+    pub fn trainer_with(&self, device: &Device, config: TrainConfig) -> Trainer {
+        let model = MlmModel::new(self.model_config(), 0, candle_core::DType::F32, device).expect("model");
+        let train = TrainConfig { steps: 1_000_000, batch_size: self.batch, seq_len: self.seq, ..config };
         Trainer::new(model, random_data(self.vocab, &self.langs()), train).expect("trainer")
     }
 }

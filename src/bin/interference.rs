@@ -7,9 +7,11 @@ use interference::device::{default_device, parse_device};
 use interference::grads::mlm_gradients;
 use interference::io::{read_json, write_json_atomic};
 use interference::model::{save_tensors, MlmModel};
-use interference::probe::{GroupKind, ProbeBatchConfig, SimilarityReport};
+use interference::probe::{GroupKind, MaskLearningConfig, OverlapReport, ProbeBatchConfig, SimilarityReport};
 use interference::progress::{Bar, Progress};
-use interference::run::{demo_config, eval_run, probe_run, run_interference, train_run, RunConfig, RUN_CONFIG_FILE};
+use interference::run::{
+    demo_config, eval_run, probe_run, run_interference, train_run, ProbeOptions, RunConfig, RUN_CONFIG_FILE,
+};
 use interference::tokenize::SharedTokenizer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,18 @@ enum Command {
         /// Seed of the probe batches.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also the overlap of per-language Fisher-importance masks (layers' matrices).
+        #[arg(long)]
+        fisher: bool,
+        /// Also the overlap of per-language learned pruning masks (straight-through estimator).
+        #[arg(long)]
+        masks: bool,
+        /// Keep shares of the masks, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0.1, 0.3, 0.5])]
+        keeps: Vec<f64>,
+        /// Optimisation steps of each learned mask.
+        #[arg(long, default_value_t = 100)]
+        mask_steps: usize,
         /// cpu, cuda or cuda:N.
         #[arg(long)]
         device: Option<String>,
@@ -168,12 +182,36 @@ fn run(cli: Cli) -> Result<()> {
             write_json_atomic(&out, &report)?;
             println!("scores written to {}", out.display());
         }
-        Command::Probe { run, config, out, batches, batch_size, seq_len, seed, device: d } => {
+        Command::Probe {
+            run,
+            config,
+            out,
+            batches,
+            batch_size,
+            seq_len,
+            seed,
+            fisher,
+            masks,
+            keeps,
+            mask_steps,
+            device: d,
+        } => {
             let device = device(&d)?;
             let config = RunConfig::from_file(&config.unwrap_or_else(|| run.join(RUN_CONFIG_FILE)))?;
-            let settings = ProbeBatchConfig { batches, batch_size, seq_len, seed, held_out: true };
-            let results = probe_run(&config, &run, &device, &settings)?;
+            let options = ProbeOptions {
+                batches: ProbeBatchConfig { batches, batch_size, seq_len, seed, held_out: true },
+                fisher_keeps: fisher.then(|| keeps.clone()),
+                masks: masks.then(|| MaskLearningConfig {
+                    keeps: keeps.clone(),
+                    steps: mask_steps,
+                    ..Default::default()
+                }),
+            };
+            let results = probe_run(&config, &run, &device, &options)?;
             print_similarity(&results.similarity);
+            for report in results.fisher.iter().chain(&results.masks) {
+                print_overlap(report);
+            }
             let out = out.unwrap_or_else(|| run.join("probe.json"));
             write_json_atomic(&out, &results)?;
             println!("probe written to {}", out.display());
@@ -246,5 +284,21 @@ fn print_similarity(report: &SimilarityReport) {
             print!(" {:>12}", format!("{:+.3}±{:.3}", g.cosine[i][j], g.cosine_std[i][j]));
         }
         println!();
+    }
+}
+
+/// Per layer and keep share: mean cross-language Jaccard against the same-language and random
+/// baselines.
+fn print_overlap(report: &OverlapReport) {
+    println!("{} masks: mean Jaccard between languages vs same language (other seed/half) vs random", report.method);
+    for layer in &report.layers {
+        println!(
+            "  keep {:.2} {:<12} {:.3}  vs {:.3}  vs {:.3}",
+            layer.keep,
+            interference::probe::slot_name(layer.slot),
+            layer.mean_pair_jaccard(),
+            layer.same_language_baseline,
+            layer.random_baseline
+        );
     }
 }

@@ -12,4 +12,4 @@ pub use pipeline::{
     complete_model_config, eval_run, prepare, train_run, Prepared, RunResults, CHECKPOINT_DIR, RESULTS_FILE,
     RUN_CONFIG_FILE, TOKENIZER_FILE,
 };
-pub use probe::{probe_run, ProbeResults};
+pub use probe::{probe_run, ProbeOptions, ProbeResults};

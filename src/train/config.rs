@@ -67,7 +67,9 @@ pub struct MetaConfig {
     pub meta_sentences: usize,
     /// Sequences per language in the meta loss.
     pub meta_batch_size: usize,
-    /// Sequences of the look-ahead batch (0: the training batch size).
+    /// Sequences of the look-ahead batch (0: the training batch size). Default 8: the exact
+    /// order keeps the look-ahead's whole backward graph for the second backward pass, and a
+    /// full batch of 32 × 128 tokens at d=256 needed over 20 GB on the CPU (see BENCHMARKS.md).
     pub lookahead_batch_size: usize,
     /// Also update the sampled language's adapters in the shared step.
     pub update_adapters_in_shared_step: bool,
@@ -84,7 +86,7 @@ impl Default for MetaConfig {
             clip_norm: 1.0,
             meta_sentences: 200,
             meta_batch_size: 4,
-            lookahead_batch_size: 0,
+            lookahead_batch_size: 8,
             update_adapters_in_shared_step: false,
             fd_radius: 1e-2,
         }
