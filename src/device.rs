@@ -31,3 +31,9 @@ pub fn default_device() -> Device {
         Device::Cpu
     }
 }
+
+/// Lets CUDA f32 matrix products use TF32 tensor cores (faster, ~1e-3 relative precision);
+/// a no-op on the CPU and in builds without the `cuda` feature.
+pub fn set_tf32(enabled: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(enabled);
+}

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
 use interference::batch::MlmBatchJson;
-use interference::device::{default_device, parse_device};
+use interference::device::{default_device, parse_device, set_tf32};
 use interference::grads::mlm_gradients;
 use interference::io::{read_json, write_json_atomic};
 use interference::model::{save_tensors, MlmModel};
@@ -41,6 +41,9 @@ enum Command {
         /// cpu, cuda or cuda:N (default: CUDA if built with it and present).
         #[arg(long)]
         device: Option<String>,
+        /// Let CUDA f32 matrix products use TF32 tensor cores.
+        #[arg(long)]
+        tf32: bool,
     },
     /// Trains (or resumes) a model from a JSON run config.
     Train {
@@ -56,6 +59,9 @@ enum Command {
         /// cpu, cuda or cuda:N.
         #[arg(long)]
         device: Option<String>,
+        /// Let CUDA f32 matrix products use TF32 tensor cores.
+        #[arg(long)]
+        tf32: bool,
     },
     /// Scores a trained run on held-out text: loss, perplexity, accuracy per language.
     Eval {
@@ -151,7 +157,8 @@ fn bar(label: &str) -> Box<dyn Progress> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { steps, seed, out, device: d } => {
+        Command::Demo { steps, seed, out, device: d, tf32 } => {
+            set_tf32(tf32);
             let device = device(&d)?;
             let config = demo_config(steps, seed);
             let results = run_interference(&config, &device, &mut bar)?;
@@ -160,7 +167,8 @@ fn run(cli: Cli) -> Result<()> {
             write_json_atomic(&out, &results)?;
             println!("results written to {}", out.display());
         }
-        Command::Train { config, out, seed, device: d } => {
+        Command::Train { config, out, seed, device: d, tf32 } => {
+            set_tf32(tf32);
             let device = device(&d)?;
             let mut run_config = RunConfig::from_file(&config)?;
             if let Some(seed) = seed {
