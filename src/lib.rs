@@ -24,6 +24,7 @@ pub mod probe;
 pub mod progress;
 pub mod rng;
 pub mod run;
+pub mod task;
 pub mod tokenize;
 pub mod train;
 

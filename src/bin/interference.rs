@@ -10,7 +10,8 @@ use interference::model::{save_tensors, MlmModel};
 use interference::probe::{GroupKind, MaskLearningConfig, OverlapReport, ProbeBatchConfig, SimilarityReport};
 use interference::progress::{Bar, Progress};
 use interference::run::{
-    demo_config, eval_run, probe_run, run_interference, train_run, ProbeOptions, RunConfig, RUN_CONFIG_FILE,
+    demo_config, eval_run, probe_run, run_experiment, run_interference, train_run, ExperimentGrid, ProbeOptions, RunConfig,
+    RUN_CONFIG_FILE,
 };
 use interference::tokenize::SharedTokenizer;
 use std::collections::HashMap;
@@ -113,6 +114,19 @@ enum Command {
         /// Optimisation steps of each learned mask.
         #[arg(long, default_value_t = 100)]
         mask_steps: usize,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Runs an interference experiment grid: pretrain each language alone and together,
+    /// fine-tune and test every task within-language and zero-shot, and tabulate
+    /// Δ = multilingual − monolingual with a 95% interval over seeds. Resumable.
+    Experiment {
+        /// The grid (languages, tasks, models, methods, seeds, model, train, finetune).
+        grid: PathBuf,
+        /// Output folder (default runs/<grid name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// cpu, cuda or cuda:N.
         #[arg(long)]
         device: Option<String>,
@@ -223,6 +237,26 @@ fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| run.join("probe.json"));
             write_json_atomic(&out, &results)?;
             println!("probe written to {}", out.display());
+        }
+        Command::Experiment { grid, out, device: d } => {
+            let device = device(&d)?;
+            let parsed = ExperimentGrid::from_file(&grid)?;
+            let out = out.unwrap_or_else(|| Path::new("runs").join(grid.file_stem().unwrap_or_default()));
+            let results = run_experiment(&parsed, &out, &device, &mut bar)?;
+            println!("{:<8} {:<9} {:<6} {:>10} {:>10} {:>18} {:>6}", "task", "method", "lang", "mono", "multi", "Δ (95% CI)", "seeds");
+            for c in &results.interference {
+                println!(
+                    "{:<8} {:<9} {:<6} {:>10.4} {:>10.4} {:>18} {:>6}",
+                    c.task,
+                    c.method.name(),
+                    c.lang.as_str(),
+                    c.mono_mean,
+                    c.multi_mean,
+                    format!("{:+.4} ± {:.4}", c.delta_mean, c.delta_ci95),
+                    c.seeds
+                );
+            }
+            println!("results written to {}", out.join(interference::run::RESULTS_FILE).display());
         }
         Command::Grads { checkpoint, batch, out, tokenizer, device: d } => {
             let device = device(&d)?;

@@ -3,6 +3,8 @@
 //! - [`read_text_corpus`]: plain text, one sentence per line, into a [`Corpus`].
 //! - [`CoNllUReader`]: CoNLL-U treebanks into [`TaggedSentence`]s of FORM and UPOS.
 //! - [`IobReader`]: `token TAB tag` IOB2 files into [`TaggedSentence`]s.
+//! - [`TagReader`]: two-column `token TAB tag` / `token SPACE tag` files (POS).
+//! - [`PairReader`]: `premise TAB hypothesis TAB label` files (NLI) into [`PairExample`]s.
 //! - [`generate_synthetic`]: a synthetic language from a [`SyntheticSpec`], with its
 //!   [`Lexicon`] as ground truth.
 //!
@@ -13,6 +15,8 @@ mod conllu;
 mod corpus;
 mod iob;
 mod lines;
+mod nli;
+mod pos;
 mod synthetic;
 mod tagged;
 mod text;
@@ -20,6 +24,8 @@ mod text;
 pub use conllu::CoNllUReader;
 pub use corpus::Corpus;
 pub use iob::IobReader;
+pub use nli::{PairExample, PairReader};
+pub use pos::TagReader;
 pub use synthetic::{generate as generate_synthetic, Lexicon, PartOfSpeech, SyntheticSpec, WordOrder};
 pub use tagged::TaggedSentence;
 pub use text::read_text_corpus;

@@ -47,6 +47,21 @@ impl MlmModel {
         save_tensors(path, &tensors, HashMap::from([(CONFIG_KEY.to_string(), config)]))
     }
 
+    /// An independent copy of the model (new storage), e.g. to fine-tune one pretrained
+    /// encoder several times.
+    pub fn duplicate(&self) -> Result<Self> {
+        let copy = MlmModel::new(self.config().clone(), 0, self.dtype(), self.device())?;
+        let values: HashMap<String, Tensor> = self
+            .registry()
+            .infos()
+            .iter()
+            .zip(self.registry().vars())
+            .map(|(info, var)| (info.name.clone(), var.as_tensor().clone()))
+            .collect();
+        copy.registry().load_from(&values, "copy")?;
+        Ok(copy)
+    }
+
     /// Loads a model saved by [`MlmModel::save`], casting to `dtype` on `device`.
     pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let (tensors, meta) = load_tensors(path, device)?;

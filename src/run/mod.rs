@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod experiment;
 mod pipeline;
 mod probe;
 
@@ -13,3 +14,4 @@ pub use pipeline::{
     RUN_CONFIG_FILE, TOKENIZER_FILE,
 };
 pub use probe::{probe_run, ProbeOptions, ProbeResults};
+pub use experiment::{run_experiment, ExperimentGrid, ExperimentResults, InterferenceCell, RunScore, TaskSpec};
