@@ -12,7 +12,7 @@ use common::{arg, median_ms, peak_rss_mb, random_data, Case, SMALL};
 use interference::device::parse_device;
 use interference::grads::mlm_gradients;
 use interference::model::{MlmModel, ModelConfig};
-use interference::train::{Method, TrainConfig, Trainer};
+use interference::train::{meta_gradient, MetaConfig, Method, TrainConfig, Trainer};
 use interference::LangSet;
 
 /// Relative L2 difference, or the absolute one when both sides are ~0 (the key bias).
@@ -78,6 +78,15 @@ fn agreement(device: &Device, json: bool) -> bool {
             worst_grad = worst_grad.max(d);
         }
     }
+    // The exact meta-gradient (second order through the look-ahead) on both devices.
+    let lang = interference::Lang::new("aa").expect("code");
+    let meta_batches = cpu.batches_at(1).expect("batches");
+    let lookahead = cpu.batches_at(2).expect("batches").into_iter().find(|b| b.lang == lang).expect("a batch of aa");
+    let meta_config = MetaConfig { inner_lr: 0.1, ..MetaConfig::default() };
+    let ma = meta_gradient(cpu.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("cpu meta-gradient");
+    let mb = meta_gradient(dev.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("device meta-gradient");
+    let worst_meta = ma.grads.iter().zip(&mb.grads).map(|((_, a), (_, b))| rel_diff(a, b)).fold(0.0f64, f64::max);
+    ok &= worst_meta < TOLERANCE;
     let mut worst_step = 0.0f64;
     for _ in 0..5 {
         let a = cpu.step().expect("cpu step");
@@ -95,9 +104,9 @@ fn agreement(device: &Device, json: bool) -> bool {
     ok &= worst_loss < TOLERANCE && worst_step < TOLERANCE && weights < TOLERANCE;
     let _ = std::fs::remove_dir_all(&dir);
     if json {
-        println!("{{\"bench\":\"device_agreement\",\"loss_rel\":{worst_loss:e},\"max_grad_rel\":{worst_grad:e},\"max_step_loss_rel\":{worst_step:e},\"weights_rel_after_5_steps\":{weights:e},\"tolerance\":{TOLERANCE:e},\"pass\":{ok}}}");
+        println!("{{\"bench\":\"device_agreement\",\"loss_rel\":{worst_loss:e},\"max_grad_rel\":{worst_grad:e},\"max_step_loss_rel\":{worst_step:e},\"weights_rel_after_5_steps\":{weights:e},\"meta_grad_rel\":{worst_meta:e},\"tolerance\":{TOLERANCE:e},\"pass\":{ok}}}");
     } else {
-        println!("CPU vs device (f32): loss {worst_loss:.2e}, max gradient {worst_grad:.2e}, 5 step losses {worst_step:.2e}, weights after 5 steps {weights:.2e} (tolerance {TOLERANCE:e}): {}", if ok { "PASS" } else { "FAIL" });
+        println!("CPU vs device (f32): loss {worst_loss:.2e}, max gradient {worst_grad:.2e}, 5 step losses {worst_step:.2e}, weights after 5 steps {weights:.2e}, exact meta-gradient {worst_meta:.2e} (tolerance {TOLERANCE:e}): {}", if ok { "PASS" } else { "FAIL" });
     }
     ok
 }
@@ -129,7 +138,21 @@ fn main() {
     let steps: usize = arg(&args, "--steps").and_then(|s| s.parse().ok()).unwrap_or(10);
     let device_name = arg(&args, "--device").unwrap_or_else(|| "cuda".into());
     let device = parse_device(&device_name).expect("--device cpu|cuda[:N]");
-    let ok = agreement(&device, json);
+    // The exact meta-gradient needs candle's second-order switch, read once per thread at its
+    // first backward pass: check agreement on a thread with it on, then time on a thread
+    // without it.
+    interference::grads::enable_second_order();
+    let ok = std::thread::scope(|s| s.spawn(|| agreement(&device, json)).join().expect("agreement thread"));
+    std::env::remove_var(interference::grads::SECOND_ORDER_SWITCH);
+    std::thread::scope(|s| s.spawn(|| benchmarks(&device, &device_name, &args, json, steps)).join().expect("bench thread"));
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+/// Training-step throughput and phases at each size.
+fn benchmarks(device: &Device, device_name: &str, args: &[String], json: bool, steps: usize) {
+    let device = device.clone();
     let cases: Vec<Case> = if args.iter().any(|a| a == "--small-only") {
         vec![SMALL]
     } else {
@@ -160,8 +183,5 @@ fn main() {
         } else {
             println!("{:<32} {ms:>10.2} ms/step {tokens_per_s:>12.1} tokens/s", case.label());
         }
-    }
-    if !ok {
-        std::process::exit(1);
     }
 }
