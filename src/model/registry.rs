@@ -103,6 +103,11 @@ impl ParamRegistry {
         self.vars.iter().map(|v| v.as_tensor().clone()).collect()
     }
 
+    /// `(name, current value)` of every parameter, in registry order.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.infos.iter().zip(&self.vars).map(|(info, var)| (info.name.clone(), var.as_tensor().clone())).collect()
+    }
+
     /// The current values detached from the graph (for evaluation: no graph is built).
     pub fn detached(&self) -> Vec<Tensor> {
         self.vars.iter().map(|v| v.as_tensor().detach()).collect()

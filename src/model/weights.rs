@@ -36,13 +36,7 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<(HashMap<String, Ten
 impl MlmModel {
     /// Saves the weights under their registry names with the config in the metadata.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .registry()
-            .infos()
-            .iter()
-            .zip(self.registry().vars())
-            .map(|(info, var)| (info.name.clone(), var.as_tensor().clone()))
-            .collect();
+        let tensors = self.registry().named_tensors();
         let config = serde_json::to_string(self.config()).map_err(|e| Error::Json { path: path.into(), source: e })?;
         save_tensors(path, &tensors, HashMap::from([(CONFIG_KEY.to_string(), config)]))
     }
@@ -51,13 +45,7 @@ impl MlmModel {
     /// encoder several times.
     pub fn duplicate(&self) -> Result<Self> {
         let copy = MlmModel::new(self.config().clone(), 0, self.dtype(), self.device())?;
-        let values: HashMap<String, Tensor> = self
-            .registry()
-            .infos()
-            .iter()
-            .zip(self.registry().vars())
-            .map(|(info, var)| (info.name.clone(), var.as_tensor().clone()))
-            .collect();
+        let values: HashMap<String, Tensor> = self.registry().named_tensors().into_iter().collect();
         copy.registry().load_from(&values, "copy")?;
         Ok(copy)
     }

@@ -183,6 +183,20 @@ pub fn run_experiment(
     if grid.seeds.is_empty() || grid.methods.is_empty() || grid.tasks.is_empty() {
         return Err(Error::Config("the grid needs at least one seed, method and task".into()));
     }
+    let known: Vec<&Lang> = grid.languages.iter().map(|l| &l.code).collect();
+    for task in &grid.tasks {
+        if let Some(lang) = task.train.keys().chain(task.test.keys()).find(|l| !known.contains(l)) {
+            return Err(Error::UnknownLanguage {
+                code: lang.to_string(),
+                known: format!("the grid's languages (task {})", task.name),
+            });
+        }
+    }
+    for set in grid.language_sets() {
+        if let Some(lang) = set.iter().find(|l| !known.contains(l)) {
+            return Err(Error::UnknownLanguage { code: lang.to_string(), known: "the grid's languages (models)".into() });
+        }
+    }
     let runs = out.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
     let config = grid.run_config();
