@@ -129,7 +129,8 @@ fn experiment_grid_runs_resumes_and_tabulates() {
     let mut silent = |_: &str| -> Box<dyn interference::progress::Progress> { Box::new(interference::progress::Silent) };
     let first = run_experiment(&parsed, &out, &Device::Cpu, &mut silent).unwrap();
     // 2 seeds × 3 language sets ([aa], [bb], [aa, bb]); the joint model scores 2 × 2 pairs.
-    assert_eq!(std::fs::read_dir(out.join("runs")).unwrap().count(), 6);
+    let runs_dir = std::fs::read_dir(out.join("runs")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_dir(&runs_dir).unwrap().count(), 6);
     assert_eq!(first.scores.len(), 2 * (1 + 1 + 4));
     assert_eq!(first.interference.len(), 2);
     for c in &first.interference {
@@ -138,9 +139,13 @@ fn experiment_grid_runs_resumes_and_tabulates() {
         assert!((c.delta_mean - (c.multi_mean - c.mono_mean)).abs() < 1e-9);
     }
     // A second run reuses every finished run: same scores, no file rewritten.
-    let stamps: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
+    let stamps: Vec<_> = std::fs::read_dir(&runs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
     let second = run_experiment(&parsed, &out, &Device::Cpu, &mut silent).unwrap();
     assert_eq!(second.scores, first.scores);
-    let again: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
+    let again: Vec<_> = std::fs::read_dir(&runs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
     assert_eq!(stamps, again);
+    // A changed setting starts a new set of runs instead of reusing these.
+    let changed = ExperimentGrid { finetune: interference::task::FineTuneConfig { steps: 5, batch_size: 4, max_len: 32, ..Default::default() }, ..parsed };
+    run_experiment(&changed, &out, &Device::Cpu, &mut silent).unwrap();
+    assert_eq!(std::fs::read_dir(out.join("runs")).unwrap().count(), 2);
 }

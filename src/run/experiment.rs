@@ -161,6 +161,15 @@ impl ExperimentGrid {
         sets
     }
 
+    /// A short hash of everything that shapes a run except seeds, methods and language sets.
+    fn fingerprint(&self) -> Result<String> {
+        let shaping = ExperimentGrid { seeds: Vec::new(), methods: Vec::new(), models: Vec::new(), ..self.clone() };
+        let json = serde_json::to_string(&shaping).map_err(|e| Error::Config(format!("cannot fingerprint the grid: {e}")))?;
+        // FNV-1a: stable across platforms and releases, unlike std's hasher.
+        let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        Ok(format!("{hash:016x}"))
+    }
+
     fn run_config(&self) -> RunConfig {
         RunConfig {
             languages: self.languages.clone(),
@@ -172,7 +181,7 @@ impl ExperimentGrid {
     }
 }
 
-/// Runs (or resumes) the grid in folder `out`: `runs/{id}.json` per finished run,
+/// Runs (or resumes) the grid in folder `out`: `runs/{fingerprint}/{id}.json` per finished run,
 /// `tokenizer.json`, and `results.json`. `progress(label)` reports each pretraining.
 pub fn run_experiment(
     grid: &ExperimentGrid,
@@ -197,7 +206,9 @@ pub fn run_experiment(
             return Err(Error::UnknownLanguage { code: lang.to_string(), known: "the grid's languages (models)".into() });
         }
     }
-    let runs = out.join("runs");
+    // Finished runs are kept per fingerprint of the settings that shape them, so a changed
+    // grid never reuses stale runs; seeds, methods and language sets only add runs.
+    let runs = out.join("runs").join(grid.fingerprint()?);
     std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
     let config = grid.run_config();
     let prepared = prepare(&config, &config.load_text()?, None)?;
