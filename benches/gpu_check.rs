@@ -83,8 +83,10 @@ fn agreement(device: &Device, json: bool) -> bool {
     let meta_batches = cpu.batches_at(1).expect("batches");
     let lookahead = cpu.batches_at(2).expect("batches").into_iter().find(|b| b.lang == lang).expect("a batch of aa");
     let meta_config = MetaConfig { inner_lr: 0.1, ..MetaConfig::default() };
-    let ma = meta_gradient(cpu.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("cpu meta-gradient");
-    let mb = meta_gradient(dev.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("device meta-gradient");
+    let ma =
+        meta_gradient(cpu.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("cpu meta-gradient");
+    let mb =
+        meta_gradient(dev.model(), &lang, &lookahead, &meta_batches, &meta_config, None).expect("device meta-gradient");
     let worst_meta = ma.grads.iter().zip(&mb.grads).map(|((_, a), (_, b))| rel_diff(a, b)).fold(0.0f64, f64::max);
     ok &= worst_meta < TOLERANCE;
     let mut worst_step = 0.0f64;
@@ -144,7 +146,9 @@ fn main() {
     interference::grads::enable_second_order();
     let ok = std::thread::scope(|s| s.spawn(|| agreement(&device, json)).join().expect("agreement thread"));
     std::env::remove_var(interference::grads::SECOND_ORDER_SWITCH);
-    std::thread::scope(|s| s.spawn(|| benchmarks(&device, &device_name, &args, json, steps)).join().expect("bench thread"));
+    std::thread::scope(|s| {
+        s.spawn(|| benchmarks(&device, &device_name, &args, json, steps)).join().expect("bench thread")
+    });
     if !ok {
         std::process::exit(1);
     }

@@ -11,6 +11,7 @@
 //! - [`model`]: a post-LN transformer MLM with optional language embeddings and
 //!   language-specific adapters, and the parameter registry.
 //! - [`train`]: one trainer with a stepping API, AdamW, evaluation and checkpoints.
+//! - [`plot`]: figures of results (conflict heatmaps, curves, bar charts, mask overlap) as SVG.
 
 pub mod batch;
 pub mod data;
@@ -20,6 +21,7 @@ pub mod grads;
 pub mod io;
 pub mod lang;
 pub mod model;
+pub mod plot;
 pub mod probe;
 pub mod progress;
 pub mod rng;

@@ -10,8 +10,8 @@ use interference::model::{save_tensors, MlmModel};
 use interference::probe::{GroupKind, MaskLearningConfig, OverlapReport, ProbeBatchConfig, SimilarityReport};
 use interference::progress::{Bar, Progress};
 use interference::run::{
-    demo_config, eval_run, probe_run, run_experiment, run_interference, train_run, ExperimentGrid, ProbeOptions, RunConfig,
-    RUN_CONFIG_FILE,
+    demo_config, eval_run, probe_run, run_experiment, run_interference, train_run, ExperimentGrid, ProbeOptions,
+    RunConfig, RUN_CONFIG_FILE,
 };
 use interference::tokenize::SharedTokenizer;
 use std::collections::HashMap;
@@ -243,7 +243,10 @@ fn run(cli: Cli) -> Result<()> {
             let parsed = ExperimentGrid::from_file(&grid)?;
             let out = out.unwrap_or_else(|| Path::new("runs").join(grid.file_stem().unwrap_or_default()));
             let results = run_experiment(&parsed, &out, &device, &mut bar)?;
-            println!("{:<8} {:<9} {:<6} {:>10} {:>10} {:>18} {:>6}", "task", "method", "lang", "mono", "multi", "Δ (95% CI)", "seeds");
+            println!(
+                "{:<8} {:<9} {:<6} {:>10} {:>10} {:>18} {:>6}",
+                "task", "method", "lang", "mono", "multi", "Δ (95% CI)", "seeds"
+            );
             for c in &results.interference {
                 println!(
                     "{:<8} {:<9} {:<6} {:>10.4} {:>10.4} {:>18} {:>6}",

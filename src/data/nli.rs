@@ -35,15 +35,20 @@ impl PairReader {
             }
             let fields: Vec<&str> = line.split('\t').collect();
             match fields.as_slice() {
-                [p, h, l] if !p.trim().is_empty() && !h.trim().is_empty() && !l.trim().is_empty() => pairs.push(PairExample {
-                    premise: p.trim().to_string(),
-                    hypothesis: h.trim().to_string(),
-                    label: l.trim().to_string(),
-                }),
+                [p, h, l] if !p.trim().is_empty() && !h.trim().is_empty() && !l.trim().is_empty() => {
+                    pairs.push(PairExample {
+                        premise: p.trim().to_string(),
+                        hypothesis: h.trim().to_string(),
+                        label: l.trim().to_string(),
+                    })
+                }
                 _ => {
                     return Err(source.error(
                         number,
-                        format!("expected 3 non-empty tab-separated fields (premise, hypothesis, label), found {}", fields.len()),
+                        format!(
+                            "expected 3 non-empty tab-separated fields (premise, hypothesis, label), found {}",
+                            fields.len()
+                        ),
                     ))
                 }
             }

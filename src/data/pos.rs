@@ -25,9 +25,12 @@ impl TagReader {
 }
 
 fn parse_line(line: &str) -> std::result::Result<Entry, String> {
-    let fields: Vec<&str> = if line.contains('\t') { line.split('\t').collect() } else { line.split_whitespace().collect() };
+    let fields: Vec<&str> =
+        if line.contains('\t') { line.split('\t').collect() } else { line.split_whitespace().collect() };
     match fields.as_slice() {
-        [token, tag] if !token.is_empty() && !tag.trim().is_empty() => Ok(Entry::Token(token.to_string(), tag.trim().to_string())),
+        [token, tag] if !token.is_empty() && !tag.trim().is_empty() => {
+            Ok(Entry::Token(token.to_string(), tag.trim().to_string()))
+        }
         _ => Err(format!("expected two fields (token, tag), found {:?}", fields)),
     }
 }

@@ -29,11 +29,8 @@ impl BarRow {
     pub fn from_samples(label: impl Into<String>, values: &[f64]) -> Self {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n.max(1) as f64;
-        let spread = if n < 2 {
-            0.0
-        } else {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        };
+        let spread =
+            if n < 2 { 0.0 } else { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
         BarRow { label: label.into(), mean, spread }
     }
 }
@@ -76,45 +73,59 @@ pub fn bar_chart(title: &str, y_label: &str, series: &[BarSeries]) -> Result<Fig
     let rows = || series.iter().flat_map(|s| &s.rows);
     let lo = rows().map(|r| r.mean - spread(r)).fold(0.0f64, f64::min);
     let hi = rows().map(|r| r.mean + spread(r)).fold(0.0f64, f64::max);
-    let pad = if hi > lo { (hi - lo) * 0.08 } else { 1.0 };
-    let (y0, y1) = (if lo < 0.0 { lo - pad } else { 0.0 }, if hi > 0.0 { hi + pad * 2.5 } else { 0.0 + pad });
     let n = labels.len();
     let k = series.len().max(1);
-    let width = (160 + n * (24 * k + 40)).clamp(480, 1200) as u32;
-    let keys: Vec<f64> = (0..n).map(|i| i as f64 + 0.5).collect();
+    // Head room for the legend (about 18 px a series of a ~340 px high plot).
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let legend = ((18 * k + 24) as f64 / 340.0).min(0.6);
+    let (y0, y1) = (if lo < 0.0 { lo - span * 0.05 } else { 0.0 }, hi + span * legend / (1.0 - legend));
+    let width = (160 + n * (24 * k + 40)).max(title.chars().count() * 9 + 40).clamp(480, 1200) as u32;
+    // x in thousandths of a category (integer coordinates take a label formatter): category i
+    // spans [1000 i, 1000 (i + 1)], labelled at its centre.
+    const UNIT: i32 = 1000;
+    let keys: Vec<i32> = (0..n as i32).map(|i| i * UNIT + UNIT / 2).collect();
     Figure::draw(width, 440, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d((0.0..n as f64).with_key_points(keys.clone()), y0..y1)?;
+            .build_cartesian_2d((0..n as i32 * UNIT).with_key_points(keys.clone()), y0..y1)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
-            .x_label_formatter(&|x| labels.get(x.floor().max(0.0) as usize).map_or(String::new(), |l| l.to_string()))
+            .x_label_formatter(&|x| labels.get((x / UNIT).max(0) as usize).map_or(String::new(), |l| l.to_string()))
             .y_desc(y_label)
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(TRANSPARENT)
             .draw()?;
-        let slot = 0.8 / k as f64;
+        let slot = UNIT * 8 / 10 / k as i32;
         for (si, s) in series.iter().enumerate() {
             let color = series_color(si);
-            let placed: Vec<(f64, &BarRow)> = s
+            let placed: Vec<(i32, &BarRow)> = s
                 .rows
                 .iter()
-                .filter_map(|r| labels.iter().position(|l| *l == r.label).map(|i| (i as f64 + 0.1 + slot * si as f64, r)))
+                .filter_map(|r| {
+                    let i = labels.iter().position(|l| *l == r.label)? as i32;
+                    Some((i * UNIT + UNIT / 10 + slot * si as i32, r))
+                })
                 .collect();
             chart
                 .draw_series(placed.iter().map(|&(x, r)| {
-                    Rectangle::new([(x + slot * 0.08, 0.0), (x + slot * 0.92, r.mean)], color.filled())
+                    Rectangle::new([(x + slot / 12, 0.0), (x + slot * 11 / 12, r.mean)], color.filled())
                 }))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-            chart.draw_series(placed.iter().filter(|(_, r)| spread(r) > 0.0).map(|&(x, r)| {
-                let c = x + slot / 2.0;
-                ErrorBar::new_vertical(c, r.mean - spread(r), r.mean, r.mean + spread(r), BLACK.stroke_width(1), 8)
-            }))?;
+            // Error bars: a vertical stroke with caps a third of the bar wide.
+            let (cap, stroke) = (slot / 6, BLACK.stroke_width(1));
+            for &(x, r) in placed.iter().filter(|(_, r)| spread(r) > 0.0) {
+                let (c, lo, hi) = (x + slot / 2, r.mean - spread(r), r.mean + spread(r));
+                chart.draw_series([
+                    PathElement::new(vec![(c, lo), (c, hi)], stroke),
+                    PathElement::new(vec![(c - cap, lo), (c + cap, lo)], stroke),
+                    PathElement::new(vec![(c - cap, hi), (c + cap, hi)], stroke),
+                ])?;
+            }
         }
         chart
             .configure_series_labels()

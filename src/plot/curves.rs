@@ -8,6 +8,8 @@ use crate::lang::Lang;
 use crate::probe::{ConflictSeries, GroupKind};
 use crate::train::StepReport;
 use plotters::prelude::*;
+// plotters' line series, renamed: this module has its own [`LineSeries`].
+use plotters::series::LineSeries as LineSeries_;
 use std::collections::BTreeMap;
 
 /// One named line of a [`line_chart`]: `(x, y)` points in order of x.
@@ -59,11 +61,19 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[LineSerie
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)?;
+        // Steps and other whole-number x values are labelled without decimals.
+        let whole = all().all(|p| p.0.fract() == 0.0);
+        let x_format = |x: &f64| match (whole, x.fract() == 0.0) {
+            (true, true) => format!("{x:.0}"),
+            (true, false) => String::new(),
+            (false, _) => format!("{x}"),
+        };
         chart
             .configure_mesh()
+            .x_label_formatter(&x_format)
             .x_desc(x_label)
             .y_desc(y_label)
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(TRANSPARENT)
             .draw()?;
         if zero_line {
             let dashed = DashedLineSeries::new(vec![(x0, 0.0), (x1, 0.0)], 6, 4, BLACK.mix(0.6).stroke_width(1));
@@ -86,9 +96,6 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[LineSerie
     })
 }
 
-/// plotters' line series (renamed: this module has its own [`LineSeries`]).
-use plotters::series::LineSeries as LineSeries_;
-
 /// The cosine over training of each pair of languages on `group` (`model`, `layer.0`, …)
 /// in a conflict series, one line per pair (`"aa–bb"`). `pairs` names the pairs as language
 /// codes; empty means every pair.
@@ -99,12 +106,8 @@ use plotters::series::LineSeries as LineSeries_;
 pub fn similarity_curves(series: &ConflictSeries, group: &str, pairs: &[(&str, &str)]) -> Result<Figure> {
     let first = series.points.first().ok_or_else(|| Error::Config("the conflict series has no probes".into()))?;
     if first.group(group).is_none() {
-        let known: Vec<&str> = first
-            .groups
-            .iter()
-            .filter(|g| !matches!(g.kind, GroupKind::Matrix(_)))
-            .map(|g| g.name.as_str())
-            .collect();
+        let known: Vec<&str> =
+            first.groups.iter().filter(|g| !matches!(g.kind, GroupKind::Matrix(_))).map(|g| g.name.as_str()).collect();
         return Err(Error::Config(format!(
             "no parameter group {group:?} in the conflict series (groups: {}, or a parameter name)",
             known.join(", ")

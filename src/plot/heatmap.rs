@@ -42,11 +42,8 @@ pub fn conflict_heatmap(report: &SimilarityReport, group: &str) -> Result<Figure
 /// # Errors
 /// [`Error::Config`] when the report has no per-layer groups.
 pub fn layer_heatmaps(report: &SimilarityReport) -> Result<Figure> {
-    let groups: Vec<&GroupSimilarity> = report
-        .groups
-        .iter()
-        .filter(|g| matches!(g.kind, GroupKind::Model | GroupKind::Layer(_)))
-        .collect();
+    let groups: Vec<&GroupSimilarity> =
+        report.groups.iter().filter(|g| matches!(g.kind, GroupKind::Model | GroupKind::Layer(_))).collect();
     if !groups.iter().any(|g| matches!(g.kind, GroupKind::Layer(_))) {
         return Err(Error::Config("the similarity report has no per-layer groups to draw".into()));
     }
@@ -75,12 +72,8 @@ pub fn layer_heatmaps(report: &SimilarityReport) -> Result<Figure> {
 /// The group called `name`, or an error naming it and the groups that exist.
 fn find_group<'a>(report: &'a SimilarityReport, name: &str) -> Result<&'a GroupSimilarity> {
     report.group(name).ok_or_else(|| {
-        let known: Vec<&str> = report
-            .groups
-            .iter()
-            .filter(|g| !matches!(g.kind, GroupKind::Matrix(_)))
-            .map(|g| g.name.as_str())
-            .collect();
+        let known: Vec<&str> =
+            report.groups.iter().filter(|g| !matches!(g.kind, GroupKind::Matrix(_))).map(|g| g.name.as_str()).collect();
         Error::Config(format!(
             "no parameter group {name:?} in the similarity report (groups: {}, or a parameter name)",
             known.join(", ")

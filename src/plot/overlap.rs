@@ -39,7 +39,12 @@ pub fn mask_overlap(report: &OverlapReport, keep: f64) -> Result<Figure> {
         same.push(BarRow::new(name.clone(), l.same_language_baseline, 0.0));
         random.push(BarRow::new(name, l.random_baseline, 0.0));
     }
-    let title = format!("{} mask overlap per layer · keep {keep}", report.method.replace('_', " "));
+    let method = match report.method.as_str() {
+        "learned_mask" => "Learned masks".to_string(),
+        "fisher" => "Fisher masks".to_string(),
+        other => other.replace('_', " "),
+    };
+    let title = format!("{method}: overlap per layer · keep {keep}");
     bar_chart(
         &title,
         "Jaccard",

@@ -164,9 +164,11 @@ impl ExperimentGrid {
     /// A short hash of everything that shapes a run except seeds, methods and language sets.
     fn fingerprint(&self) -> Result<String> {
         let shaping = ExperimentGrid { seeds: Vec::new(), methods: Vec::new(), models: Vec::new(), ..self.clone() };
-        let json = serde_json::to_string(&shaping).map_err(|e| Error::Config(format!("cannot fingerprint the grid: {e}")))?;
+        let json =
+            serde_json::to_string(&shaping).map_err(|e| Error::Config(format!("cannot fingerprint the grid: {e}")))?;
         // FNV-1a: stable across platforms and releases, unlike std's hasher.
-        let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash =
+            json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         Ok(format!("{hash:016x}"))
     }
 
@@ -203,7 +205,10 @@ pub fn run_experiment(
     }
     for set in grid.language_sets() {
         if let Some(lang) = set.iter().find(|l| !known.contains(l)) {
-            return Err(Error::UnknownLanguage { code: lang.to_string(), known: "the grid's languages (models)".into() });
+            return Err(Error::UnknownLanguage {
+                code: lang.to_string(),
+                known: "the grid's languages (models)".into(),
+            });
         }
     }
     // Finished runs are kept per fingerprint of the settings that shape them, so a changed
@@ -218,12 +223,17 @@ pub fn run_experiment(
     for seed in &grid.seeds {
         for method in &grid.methods {
             for langs in grid.language_sets() {
-                let id = format!("{}-{}-s{seed}", method.name(), langs.iter().map(Lang::as_str).collect::<Vec<_>>().join("+"));
+                let id = format!(
+                    "{}-{}-s{seed}",
+                    method.name(),
+                    langs.iter().map(Lang::as_str).collect::<Vec<_>>().join("+")
+                );
                 let path = runs.join(format!("{id}.json"));
                 let run_scores: Vec<RunScore> = if path.exists() {
                     read_json(&path)?
                 } else {
-                    let s = run_one(grid, &prepared.data, &tasks, &langs, *method, *seed, device, progress(&id).as_mut())?;
+                    let s =
+                        run_one(grid, &prepared.data, &tasks, &langs, *method, *seed, device, progress(&id).as_mut())?;
                     write_json_atomic(&path, &s)?;
                     s
                 };
@@ -291,7 +301,8 @@ fn run_one(
     let mut scores = Vec::new();
     for task in tasks {
         for (train_lang, train_set) in task.train.iter().filter(|(l, _)| langs.contains(l)) {
-            let tuned = finetune(trainer.model(), train_set, &task.labels, &FineTuneConfig { seed, ..grid.finetune.clone() })?;
+            let tuned =
+                finetune(trainer.model(), train_set, &task.labels, &FineTuneConfig { seed, ..grid.finetune.clone() })?;
             for (test_lang, test_set) in task.test.iter().filter(|(l, _)| langs.contains(l)) {
                 let score = tuned.evaluate(test_set)?;
                 scores.push(RunScore {
@@ -353,7 +364,11 @@ fn interference(scores: &[RunScore]) -> Vec<InterferenceCell> {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let n = deltas.len();
         let d_mean = mean(&deltas);
-        let sd = if n > 1 { (deltas.iter().map(|d| (d - d_mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let sd = if n > 1 {
+            (deltas.iter().map(|d| (d - d_mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         cells.push(InterferenceCell {
             task,
             method,

@@ -34,7 +34,9 @@ impl RawTask {
     /// POS, IOB2 for NER, `premise TAB hypothesis TAB label` for NLI.
     pub fn read(kind: TaskKind, path: &Path) -> Result<Self> {
         Ok(match kind {
-            TaskKind::Pos if path.extension().is_some_and(|e| e == "conllu") => RawTask::Tagged(CoNllUReader::read(path)?),
+            TaskKind::Pos if path.extension().is_some_and(|e| e == "conllu") => {
+                RawTask::Tagged(CoNllUReader::read(path)?)
+            }
             TaskKind::Pos => RawTask::Tagged(TagReader::read(path)?),
             TaskKind::Ner => RawTask::Tagged(IobReader::read(path)?),
             TaskKind::Nli => RawTask::Pairs(PairReader::read(path)?),

@@ -12,9 +12,14 @@ A notebook fails on
 Executed notebooks are saved under target/notebooks-out/. The last line is `N passed, N failed`;
 the exit code is 1 if any failed.
 
-Usage: target/nb-venv/bin/python tests/notebooks/run.py [NOTEBOOK.ipynb ...]
-Environment: EVCXR_TMPDIR (default target/evcxr-nb) and XDG_CACHE_HOME (default
-target/evcxr-cache) are set for the kernel, so runs after the first are warm.
+Usage: target/nb-venv/bin/python tests/notebooks/run.py [--self-test] [NOTEBOOK.ipynb ...]
+  --self-test  first run tests/notebooks/selftest.ipynb, whose cells each carry the problem
+               the harness must report for them (compile error, panic, stderr, missing image,
+               or none), and stop if any is missed or wrongly reported.
+Build dirs, all under target/: the kernel's launch.sh gives evcxr the first free slot of
+target/evcxr-nb, target/evcxr-nb-2, … (locked while a kernel uses it; EVCXR_TMPDIR overrides),
+and the harness sets XDG_CACHE_HOME=target/evcxr-cache for evcxr's `:cache`. Runs after the
+first (or after kernel/install.sh) are warm.
 """
 from __future__ import annotations
 
@@ -25,8 +30,10 @@ import time
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.v4 import new_output
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -34,17 +41,20 @@ OUT = REPO / "target" / "notebooks-out"
 KERNEL = "interference"
 IMAGE_TYPES = ("image/svg+xml", "image/png")
 PANIC = re.compile(r"panicked at")
+# evcxr forwards a cell's output lines from a separate thread and tags each with the request
+# current when it is sent, so the last lines of a cell (a panic's backtrace, say) can arrive
+# after its reply and would be shown under the next cell. After each cell the harness keeps
+# reading until the kernel has been quiet this long, and files what comes under that cell.
+LATE_OUTPUT_QUIET_S = 0.25
 
 
 def environment() -> None:
-    """Points Jupyter at the repository's kernel spec and the kernel at fixed build dirs."""
+    """Points Jupyter at the repository's kernel spec and evcxr's cache under target/."""
     spec = str(REPO / "kernel" / "kernelspec")
     paths = [spec] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != spec]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
-    os.environ.setdefault("EVCXR_TMPDIR", str(REPO / "target" / "evcxr-nb"))
     os.environ.setdefault("XDG_CACHE_HOME", str(REPO / "target" / "evcxr-cache"))
-    for var in ("EVCXR_TMPDIR", "XDG_CACHE_HOME"):
-        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+    Path(os.environ["XDG_CACHE_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 def text_of(output: dict) -> str:
@@ -59,23 +69,46 @@ def check_cell(index: int, cell) -> list[str]:
     first_line = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
     where = f"cell {index} ({first_line!r})"
     has_image = False
+    streams = {"stdout": "", "stderr": ""}
     for out in cell.get("outputs", []):
         kind = out.get("output_type")
         if kind == "error":
-            value = re.sub(r"\x1b\[[0-9;]*m", "", out.get("evalue", ""))
-            problems.append(f"{where}: error output: {out.get('ename', '')}: {value.strip()[:2000]}")
+            value = re.sub(r"\x1b\[[0-9;]*m", "", out.get("evalue", "")).strip()[:2000]
+            problem = f"{where}: error output: {out.get('ename', '')}: {value}"
+            if problem not in problems:  # evcxr may send the same error twice
+                problems.append(problem)
         elif kind == "stream":
-            text = text_of(out)
-            if PANIC.search(text):
-                problems.append(f"{where}: panicked: {text.strip()[:2000]}")
-            elif out.get("name") == "stderr" and "allow-stderr" not in tags and text.strip():
-                problems.append(f"{where}: stderr: {text.strip()[:2000]}")
+            name = out.get("name", "stdout")
+            streams[name] = streams.get(name, "") + text_of(out)
         elif kind in ("display_data", "execute_result"):
             data = out.get("data", {})
             has_image |= any(t in data for t in IMAGE_TYPES)
+    # evcxr sends one stream message per line: judge each stream as a whole.
+    for name, text in streams.items():
+        lines = text.splitlines()
+        panic = next((i for i, line in enumerate(lines) if PANIC.search(line)), None)
+        if panic is not None:
+            problems.append(f"{where}: panicked ({name}): " + "\n".join(lines[panic : panic + 3]))
+        elif name == "stderr" and "allow-stderr" not in tags and text.strip():
+            shown = "\n".join(lines[:10]) + ("\n…" if len(lines) > 10 else "")
+            problems.append(f"{where}: stderr (tag the cell allow-stderr if expected):\n{shown}")
     if "expect-image" in tags and not has_image:
         problems.append(f"{where}: tagged expect-image but shows no image/svg+xml or image/png")
     return problems
+
+
+def collect_late_output(client: NotebookClient, cell) -> None:
+    """Appends to `cell` the stream lines that arrive after its reply (see LATE_OUTPUT_QUIET_S):
+    nothing else is running, so they are its own."""
+    get = run_sync(client.kc.get_iopub_msg)
+    while True:
+        try:
+            msg = get(timeout=LATE_OUTPUT_QUIET_S)
+        except Exception:  # queue.Empty: quiet long enough
+            return
+        if msg["msg_type"] == "stream":
+            content = msg["content"]
+            cell.outputs.append(new_output("stream", name=content["name"], text=content["text"]))
 
 
 def run(path: Path) -> tuple[list[str], dict]:
@@ -100,6 +133,7 @@ def run(path: Path) -> tuple[list[str], dict]:
                 if cell.cell_type != "code":
                     continue
                 client.execute_cell(cell, index)
+                collect_late_output(client, cell)
                 timing["cells"].append((index, time.monotonic() - start))
                 problems += check_cell(index, cell)
     except CellTimeoutError as e:
@@ -114,8 +148,35 @@ def run(path: Path) -> tuple[list[str], dict]:
     return problems, timing
 
 
+def self_test() -> bool:
+    """Runs selftest.ipynb and checks that each cell gets exactly the problem it expects."""
+    path = Path(__file__).resolve().parent / "selftest.ipynb"
+    print(f"--- self-test: {path.name}", flush=True)
+    problems, _ = run(path)
+    nb = nbformat.read(OUT / path.name, as_version=4)
+    ok = True
+    for index, cell in enumerate(nb.cells):
+        expect = cell.get("metadata", {}).get("selftest")
+        if expect is None:
+            continue
+        mine = [p for p in problems if p.startswith(f"cell {index} ")]
+        markers = {"error": ": error output", "panicked": ": panicked", "stderr": ": stderr", "expect-image": "tagged expect-image"}
+        kinds = {kind for kind, marker in markers.items() for p in mine if marker in p}
+        want = set() if expect == "ok" else {expect}
+        if kinds != want:
+            ok = False
+            print(f"    self-test cell {index}: expected {sorted(want) or 'no problem'}, harness reported {mine or 'none'}")
+    print("    self-test " + ("ok: every planted problem was reported, and nothing else" if ok else "FAILED"))
+    return ok
+
+
 def main(argv: list[str]) -> int:
     environment()
+    if "--self-test" in argv:
+        argv = [a for a in argv if a != "--self-test"]
+        if not self_test():
+            print("0 passed, 1 failed")
+            return 1
     paths = [Path(a).resolve() for a in argv] or sorted(NOTEBOOKS.glob("*.ipynb"))
     if not paths:
         print("no notebooks found")
