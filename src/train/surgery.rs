@@ -28,20 +28,17 @@ fn unit(n: usize, j: usize) -> Vec<f64> {
     (0..n).map(|k| f64::from(u8::from(k == j))).collect()
 }
 
-/// PCGrad: for each i, for the other j in random order, if ⟨g_i′, g_j⟩ < 0 then
-/// g_i′ ← g_i′ − ⟨g_i′, g_j⟩/‖g_j‖² g_j. Returns the coefficients of Σ_i g_i′ over the g_k.
-pub fn pcgrad(gram: &[f64], n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+/// The loop both methods share: for each language i, for the other languages j in random
+/// order, `adjust(i, j, a)` may change g_i′'s coefficients `a`; returns the coefficients of
+/// Σ_i g_i′ over the g_k.
+fn per_pair(n: usize, rng: &mut ChaCha8Rng, mut adjust: impl FnMut(usize, usize, &mut [f64])) -> Vec<f64> {
     let mut total = vec![0.0; n];
     for i in 0..n {
         let mut a = unit(n, i);
         let mut others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
         others.shuffle(rng);
         for j in others {
-            let dot = inner(gram, n, &a, &unit(n, j));
-            let norm2 = gram[j * n + j];
-            if dot < 0.0 && norm2 > 0.0 {
-                a[j] -= dot / norm2;
-            }
+            adjust(i, j, &mut a);
         }
         for (t, x) in total.iter_mut().zip(&a) {
             *t += x;
@@ -50,35 +47,37 @@ pub fn pcgrad(gram: &[f64], n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     total
 }
 
+/// PCGrad: for each i, for the other j in random order, if ⟨g_i′, g_j⟩ < 0 then
+/// g_i′ ← g_i′ − ⟨g_i′, g_j⟩/‖g_j‖² g_j. Returns the coefficients of Σ_i g_i′ over the g_k.
+pub fn pcgrad(gram: &[f64], n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    per_pair(n, rng, |_, j, a| {
+        let dot = inner(gram, n, a, &unit(n, j));
+        let norm2 = gram[j * n + j];
+        if dot < 0.0 && norm2 > 0.0 {
+            a[j] -= dot / norm2;
+        }
+    })
+}
+
 /// GradVac: for each i, for the other j in random order, with φ the cosine of g_i′ and g_j and
 /// φ̂ its moving-average target (`ema[i·n + j]`): if φ < φ̂ then
 /// g_i′ ← g_i′ + ‖g_i′‖ (φ̂√(1−φ²) − φ√(1−φ̂²)) / (‖g_j‖√(1−φ̂²)) · g_j; then φ̂ ← (1−β)φ̂ + βφ.
 /// Returns the coefficients of Σ_i g_i′ and updates `ema`.
 pub fn gradvac(gram: &[f64], n: usize, ema: &mut [f64], beta: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
-    let mut total = vec![0.0; n];
-    for i in 0..n {
-        let mut a = unit(n, i);
-        let mut others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
-        others.shuffle(rng);
-        for j in others {
-            let (ni, nj) = (inner(gram, n, &a, &a).max(0.0).sqrt(), gram[j * n + j].max(0.0).sqrt());
-            if ni == 0.0 || nj == 0.0 {
-                continue;
-            }
-            let phi = (inner(gram, n, &a, &unit(n, j)) / (ni * nj)).clamp(-1.0, 1.0);
-            let target = ema[i * n + j];
-            if phi < target {
-                let coef = ni * (target * (1.0 - phi * phi).sqrt() - phi * (1.0 - target * target).sqrt())
-                    / (nj * (1.0 - target * target).sqrt().max(1e-12));
-                a[j] += coef;
-            }
-            ema[i * n + j] = (1.0 - beta) * target + beta * phi;
+    per_pair(n, rng, |i, j, a| {
+        let (ni, nj) = (inner(gram, n, a, a).max(0.0).sqrt(), gram[j * n + j].max(0.0).sqrt());
+        if ni == 0.0 || nj == 0.0 {
+            return;
         }
-        for (t, x) in total.iter_mut().zip(&a) {
-            *t += x;
+        let phi = (inner(gram, n, a, &unit(n, j)) / (ni * nj)).clamp(-1.0, 1.0);
+        let target = ema[i * n + j];
+        if phi < target {
+            let coef = ni * (target * (1.0 - phi * phi).sqrt() - phi * (1.0 - target * target).sqrt())
+                / (nj * (1.0 - target * target).sqrt().max(1e-12));
+            a[j] += coef;
         }
-    }
-    total
+        ema[i * n + j] = (1.0 - beta) * target + beta * phi;
+    })
 }
 
 impl Trainer {
