@@ -107,17 +107,34 @@ pub fn train_run(config: &RunConfig, out: &Path, device: &Device, progress: &mut
     Ok(results)
 }
 
-/// Scores the model saved in run folder `run` on the held-out text of `config`'s languages
-/// (each must be one the model knows), with the run's tokenizer and evaluation settings.
-pub fn eval_run(config: &RunConfig, run: &Path, device: &Device) -> Result<EvalReport> {
+/// A trained run read back from its folder: the model, the step it reached, and `config`'s
+/// text tokenised with the run's tokenizer (every language must be one the model knows).
+pub struct LoadedRun {
+    /// The trained model.
+    pub model: MlmModel,
+    /// Steps the run had completed.
+    pub step: usize,
+    /// Tokenizer, data and model config of `config`'s languages.
+    pub prepared: Prepared,
+}
+
+/// Loads run folder `run` (tokenizer, checkpoint) for the languages and text of `config`.
+pub fn load_run(config: &RunConfig, run: &Path, device: &Device) -> Result<LoadedRun> {
     let tokenizer = SharedTokenizer::load(&run.join(TOKENIZER_FILE))?;
-    let model = MlmModel::load(&run.join(CHECKPOINT_DIR).join(crate::train::MODEL_FILE), DType::F32, device)?;
-    let text = config.load_text()?;
-    let prepared = prepare(config, &text, Some(tokenizer))?;
+    let checkpoint = run.join(CHECKPOINT_DIR);
+    let model = MlmModel::load(&checkpoint.join(crate::train::MODEL_FILE), DType::F32, device)?;
+    let state: crate::train::TrainerState = crate::io::read_json(&checkpoint.join(TRAINER_FILE))?;
+    let prepared = prepare(config, &config.load_text()?, Some(tokenizer))?;
     for lang in prepared.data.langs().iter() {
         model.config().languages.index(lang)?;
     }
-    let state: crate::train::TrainerState = crate::io::read_json(&run.join(CHECKPOINT_DIR).join(TRAINER_FILE))?;
+    Ok(LoadedRun { model, step: state.step, prepared })
+}
+
+/// Scores the model saved in run folder `run` on the held-out text of `config`'s languages
+/// (each must be one the model knows), with the run's tokenizer and evaluation settings.
+pub fn eval_run(config: &RunConfig, run: &Path, device: &Device) -> Result<EvalReport> {
+    let loaded = load_run(config, run, device)?;
     let options = crate::train::EvalOptions::from(&config.train);
-    crate::train::evaluate(&model, &prepared.data, &options, state.step)
+    crate::train::evaluate(&loaded.model, &loaded.prepared.data, &options, loaded.step)
 }

@@ -2,17 +2,13 @@
 //! of a trained run on its languages' held-out text.
 
 use super::config::RunConfig;
-use super::pipeline::{prepare, CHECKPOINT_DIR, TOKENIZER_FILE};
+use super::pipeline::{load_run, LoadedRun};
 use crate::error::Result;
-use crate::io::read_json;
-use crate::model::MlmModel;
 use crate::probe::{
     fisher_overlap, learned_mask_overlap, GradientProbe, MaskLearningConfig, MaskScope, OverlapReport,
     ProbeBatchConfig, ProbeBatches, SimilarityReport,
 };
-use crate::tokenize::SharedTokenizer;
-use crate::train::{TrainerState, MODEL_FILE, TRAINER_FILE};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -45,11 +41,7 @@ pub struct ProbeResults {
 /// Probes the model of run folder `run` on the held-out text of `config`'s languages.
 pub fn probe_run(config: &RunConfig, run: &Path, device: &Device, options: &ProbeOptions) -> Result<ProbeResults> {
     let batches = &options.batches;
-    let tokenizer = SharedTokenizer::load(&run.join(TOKENIZER_FILE))?;
-    let checkpoint = run.join(CHECKPOINT_DIR);
-    let model = MlmModel::load(&checkpoint.join(MODEL_FILE), DType::F32, device)?;
-    let state: TrainerState = read_json(&checkpoint.join(TRAINER_FILE))?;
-    let prepared = prepare(config, &config.load_text()?, Some(tokenizer))?;
+    let LoadedRun { model, step, prepared } = load_run(config, run, device)?;
     let probe_batches = ProbeBatches::new(&prepared.data, batches)?;
     let fisher = match &options.fisher_keeps {
         Some(keeps) => Some(fisher_overlap(&model, &probe_batches, keeps, MaskScope::Blocks)?),
@@ -60,5 +52,5 @@ pub fn probe_run(config: &RunConfig, run: &Path, device: &Device, options: &Prob
         None => None,
     };
     let probe = GradientProbe::new(&model, probe_batches)?;
-    Ok(ProbeResults { batches: *batches, similarity: probe.run(&model, state.step)?, fisher, masks })
+    Ok(ProbeResults { batches: *batches, similarity: probe.run(&model, step)?, fisher, masks })
 }
