@@ -8,6 +8,7 @@
 //! - [`data`]: corpora (plain text, CoNLL-U, IOB2) and synthetic languages with knobs.
 //! - [`tokenize`]: one shared subword tokenizer for all languages, and its statistics.
 //! - [`batch`]: MLM masking and temperature sampling across languages.
+//! - [`kernels`]: the hot operations, as composite reference ops or fused CPU kernels.
 //! - [`model`]: a post-LN transformer MLM with optional language embeddings and
 //!   language-specific adapters, and the parameter registry.
 //! - [`train`]: one trainer with a stepping API, AdamW, evaluation and checkpoints.
@@ -19,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod grads;
 pub mod io;
+pub mod kernels;
 pub mod lang;
 pub mod model;
 pub mod plot;

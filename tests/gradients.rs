@@ -1,8 +1,10 @@
-//! The model's gradients against central finite differences in f64, over every parameter.
+//! The model's gradients against central finite differences in f64, over every parameter, on
+//! both implementations of the hot operations (fused kernels and composite reference ops).
 
 use candle_core::{DType, Device, Tensor};
 use interference::batch::MlmBatch;
 use interference::grads::mlm_gradients;
+use interference::kernels::Kernels;
 use interference::model::{MlmModel, ModelConfig};
 use interference::{Lang, LangSet};
 
@@ -77,9 +79,9 @@ fn check_all_parameters(model: &MlmModel, batch: &MlmBatch) -> f64 {
     worst
 }
 
-#[test]
-fn every_gradient_matches_finite_differences_with_adapters() {
-    let model = MlmModel::new(tiny_config(4, true), 3, DType::F64, &Device::Cpu).unwrap();
+fn check_with_adapters(kernels: Kernels) {
+    let mut model = MlmModel::new(tiny_config(4, true), 3, DType::F64, &Device::Cpu).unwrap();
+    model.set_kernels(kernels);
     // Adapters start near the identity (up-projection std 1e-3), which leaves the gradients of
     // their down-projections at ~1e-7, below what central differences resolve; scale them up.
     for (info, var) in model.registry().infos().iter().zip(model.registry().vars()) {
@@ -88,15 +90,36 @@ fn every_gradient_matches_finite_differences_with_adapters() {
         }
     }
     let worst = check_all_parameters(&model, &tiny_batch("sw"));
-    println!("max relative error over {} tensors (adapters, lang emb): {worst:e}", model.registry().len());
+    println!("{kernels:?}: max relative error over {} tensors (adapters, lang emb): {worst:e}", model.registry().len());
+    assert!(worst > 0.0, "no tensor was compared");
+}
+
+fn check_plain(kernels: Kernels) {
+    let mut model = MlmModel::new(tiny_config(0, false), 5, DType::F64, &Device::Cpu).unwrap();
+    model.set_kernels(kernels);
+    let worst = check_all_parameters(&model, &tiny_batch("en"));
+    println!("{kernels:?}: max relative error over {} tensors (plain): {worst:e}", model.registry().len());
     assert!(worst > 0.0, "no tensor was compared");
 }
 
 #[test]
-fn every_gradient_matches_finite_differences_plain() {
-    let model = MlmModel::new(tiny_config(0, false), 5, DType::F64, &Device::Cpu).unwrap();
-    let worst = check_all_parameters(&model, &tiny_batch("en"));
-    println!("max relative error over {} tensors (plain): {worst:e}", model.registry().len());
+fn every_gradient_matches_finite_differences_with_adapters_fused() {
+    check_with_adapters(Kernels::Fused);
+}
+
+#[test]
+fn every_gradient_matches_finite_differences_with_adapters_reference() {
+    check_with_adapters(Kernels::Reference);
+}
+
+#[test]
+fn every_gradient_matches_finite_differences_plain_fused() {
+    check_plain(Kernels::Fused);
+}
+
+#[test]
+fn every_gradient_matches_finite_differences_plain_reference() {
+    check_plain(Kernels::Reference);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! silently drop gradients (see `shared/design/candle-traps.md`), so everything here is built
 //! from ops that candle differentiates, to second order as the meta step needs.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use candle_core::{DType, Tensor, D};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -28,9 +28,33 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax(x, D::Minus1)?)
 }
 
-/// The exact (erf) GELU.
+/// Multi-head scaled dot-product attention of `q`, `k`, `v` (`[batch, seq, d]`, heads side by
+/// side along `d`), keys flagged in `padded` (`[batch · seq]`) masked with −1e9; returns the
+/// context `[batch, seq, d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, padded: Option<&[bool]>) -> Result<Tensor> {
+    let (b, s, d) = q.dims3()?;
+    if heads == 0 || d % heads != 0 {
+        return Err(Error::Shape(format!("width {d} is not divisible by {heads} heads")));
+    }
+    let dh = d / heads;
+    let split = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, heads, dh))?.transpose(1, 2)?.contiguous()?) };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let mut scores = q.matmul(&k.t()?)?.affine(1.0 / (dh as f64).sqrt(), 0.0)?;
+    if let Some(padded) = padded {
+        if padded.len() != b * s {
+            return Err(Error::Shape(format!("{} padding flags for {b} sequences of {s}", padded.len())));
+        }
+        let values: Vec<f32> = padded.iter().map(|&p| if p { -1e9 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(values, (b, 1, 1, s), q.device())?.to_dtype(q.dtype())?;
+        scores = scores.broadcast_add(&mask)?;
+    }
+    Ok(softmax(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?)
+}
+
+/// The exact (erf) GELU, `x/2 · (1 + erf(x/√2))`, composed from `erf` rather than candle's
+/// `gelu_erf`, whose backward rounds 1/√(2π) to 0.398942 (a relative gradient error of 7e-7).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.gelu_erf()?)
+    Ok(((x * 0.5)? * ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?)
 }
 
 /// Inverted dropout with probability `p`; identity when `rng` is `None` or `p == 0`.

@@ -2,10 +2,11 @@
 //! language-specific adapters, and a tied output projection.
 
 use super::config::ModelConfig;
-use super::layers::{cross_entropy, dropout, gelu, layer_norm, linear, softmax};
+use super::layers::dropout;
 use super::registry::{LayerSlot, ParamGroup, ParamInfo, ParamRegistry};
 use crate::batch::MlmBatch;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -84,6 +85,7 @@ pub struct MlmModel {
     adapters: Vec<Vec<BlockAdapters>>,
     device: Device,
     dtype: DType,
+    kernels: Kernels,
 }
 
 /// Registers parameters with initial values drawn from one seeded stream.
@@ -204,7 +206,16 @@ impl MlmModel {
         let out_bias =
             init.push("out_bias".into(), LayerSlot::Output, &shared, &[config.vocab_size], Init::Const(0.0))?;
         let emb = EmbeddingIds { tok, pos, lang, ln_w: emb_ln.w, ln_b: emb_ln.b, out_bias };
-        Ok(MlmModel { config, registry, emb, blocks, adapters, device: device.clone(), dtype })
+        Ok(MlmModel {
+            config,
+            registry,
+            emb,
+            blocks,
+            adapters,
+            device: device.clone(),
+            dtype,
+            kernels: Kernels::default(),
+        })
     }
 
     /// The model's configuration.
@@ -227,6 +238,16 @@ impl MlmModel {
         self.dtype
     }
 
+    /// The implementation of the hot operations the forward pass uses (fused by default).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Switches the implementation of the hot operations; the parameters are untouched.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
     /// Mean MLM cross-entropy of `batch` with the model's own parameters; dropout is on when
     /// `rng` is given (its masks are drawn from it, so runs are reproducible).
     pub fn loss(&self, batch: &MlmBatch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
@@ -237,7 +258,7 @@ impl MlmModel {
     pub fn loss_with(&self, params: &[Tensor], batch: &MlmBatch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let logits = self.logits_with(params, batch, rng)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
-        cross_entropy(&logits, &targets)
+        self.kernels.cross_entropy(&logits, &targets)
     }
 
     /// Output logits `[positions, vocab]` at the batch's predicted positions.
@@ -245,7 +266,7 @@ impl MlmModel {
         let hidden = self.hidden_with(params, batch, rng)?;
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let picked = hidden.index_select(&positions, 0)?;
-        Ok(picked.matmul(&params[self.emb.tok].t()?)?.broadcast_add(&params[self.emb.out_bias])?)
+        self.kernels.linear(&picked, &params[self.emb.tok], &params[self.emb.out_bias])
     }
 
     /// Final hidden states `[rows·cols, d]` of the encoder for `batch`.
@@ -261,21 +282,18 @@ impl MlmModel {
             x = x.broadcast_add(&p(l).narrow(0, lang, 1)?)?;
         }
         let x = x.reshape((b * s, d))?;
-        let x = layer_norm(&x, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
+        let x = self.kernels.layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
         let mut x = dropout(&x, self.config.dropout, rng.as_deref_mut())?;
-        let mask = match batch.pad {
-            Some(pad) => Some(self.padding_mask(batch, pad)?),
-            None => None,
-        };
+        let padded: Option<Vec<bool>> = batch.pad.map(|pad| batch.tokens.iter().map(|&t| t == pad).collect());
         for (i, block) in self.blocks.iter().enumerate() {
             let adapters = self.adapters.get(lang).map(|a| a[i]);
-            x = self.block(params, block, adapters, &x, b, s, mask.as_ref(), rng.as_deref_mut())?;
+            x = self.block(params, block, adapters, &x, (b, s), padded.as_deref(), rng.as_deref_mut())?;
         }
         Ok(x)
     }
 
     /// One post-LN block: `LN(x + A(attn(x)))`, then `LN(x + A(ffn(x)))`, where `A` is the
-    /// language's adapter (identity without adapters).
+    /// language's adapter (identity without adapters); `x` is `[b·s, d]`.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -283,46 +301,33 @@ impl MlmModel {
         ids: &BlockIds,
         adapters: Option<BlockAdapters>,
         x: &Tensor,
-        b: usize,
-        s: usize,
-        mask: Option<&Tensor>,
+        (b, s): (usize, usize),
+        padded: Option<&[bool]>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<Tensor> {
-        let (h, d) = (self.config.heads, self.config.d_model);
-        let dh = d / h;
-        let lin = |t: &Tensor, l: LinearIds| linear(t, &params[l.w], &params[l.b]);
-        let heads = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, h, dh))?.transpose(1, 2)?.contiguous()?) };
-        let q = heads(lin(x, ids.q)?)?;
-        let k = heads(lin(x, ids.k)?)?;
-        let v = heads(lin(x, ids.v)?)?;
-        let mut scores = q.matmul(&k.t()?)?.affine(1.0 / (dh as f64).sqrt(), 0.0)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let ctx = softmax(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b * s, d))?;
+        let (k, d, eps) = (self.kernels, self.config.d_model, self.config.ln_eps);
+        let lin = |t: &Tensor, l: LinearIds| k.linear(t, &params[l.w], &params[l.b]);
+        let seqs = |t: Tensor| t.reshape((b, s, d));
+        let (q, key, v) = (seqs(lin(x, ids.q)?)?, seqs(lin(x, ids.k)?)?, seqs(lin(x, ids.v)?)?);
+        let ctx = k.attention(&q, &key, &v, self.config.heads, padded)?.reshape((b * s, d))?;
         let mut a = dropout(&lin(&ctx, ids.o)?, self.config.dropout, rng.as_deref_mut())?;
         if let Some(ad) = adapters {
             a = self.adapter(params, ad.attn, &a)?;
         }
-        let x = layer_norm(&(x + a)?, &params[ids.ln1.w], &params[ids.ln1.b], self.config.ln_eps)?;
-        let f = lin(&gelu(&lin(&x, ids.fc1)?)?, ids.fc2)?;
+        let x = k.layer_norm(x, Some(&a), &params[ids.ln1.w], &params[ids.ln1.b], eps)?;
+        let f = lin(&k.gelu(&lin(&x, ids.fc1)?)?, ids.fc2)?;
         let mut f = dropout(&f, self.config.dropout, rng)?;
         if let Some(ad) = adapters {
             f = self.adapter(params, ad.ffn, &f)?;
         }
-        layer_norm(&(x + f)?, &params[ids.ln2.w], &params[ids.ln2.b], self.config.ln_eps)
+        k.layer_norm(&x, Some(&f), &params[ids.ln2.w], &params[ids.ln2.b], eps)
     }
 
     /// A bottleneck adapter with its own residual: `h + up(gelu(down(h)))`.
     fn adapter(&self, params: &[Tensor], ids: AdapterIds, h: &Tensor) -> Result<Tensor> {
-        let down = gelu(&linear(h, &params[ids.down.w], &params[ids.down.b])?)?;
-        Ok((h + linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)
-    }
-
-    /// Additive attention mask `[b, 1, 1, s]`: 0 for tokens, a large negative value for padding.
-    fn padding_mask(&self, batch: &MlmBatch, pad: u32) -> Result<Tensor> {
-        let values: Vec<f32> = batch.tokens.iter().map(|&t| if t == pad { -1e9 } else { 0.0 }).collect();
-        Ok(Tensor::from_vec(values, (batch.rows, 1, 1, batch.cols), &self.device)?.to_dtype(self.dtype)?)
+        let k = self.kernels;
+        let down = k.gelu(&k.linear(h, &params[ids.down.w], &params[ids.down.b])?)?;
+        Ok((h + k.linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)
     }
 
     /// Rejects batches the model cannot run, naming the value at fault.

@@ -1,0 +1,332 @@
+//! Multi-head attention without transposed copies.
+//!
+//! Queries, keys, values and the context stay in the `[batch, seq, d]` layout of the linear
+//! maps; head `h` of sequence `i` is the `seq × d/heads` matrix that starts at column
+//! `h·d/heads` with rows `d` apart, which `gemm` reads through its strides. Scores and
+//! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
+
+use super::cpu::{float_dispatch, matmul, slice, Float, SharedMut, View};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// The additive score of a padded key, as in the reference path.
+const PAD_SCORE: f64 = -1e9;
+
+/// How a buffer holds one matrix per (sequence, head).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Grid {
+    /// `[batch, seq, d]`: per head a `seq × d/heads` matrix.
+    Rows,
+    /// `[batch, heads, seq, seq]`: per head a `seq × seq` matrix.
+    Square,
+}
+
+/// The sizes every attention product shares.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch: usize,
+    heads: usize,
+    seq: usize,
+    d: usize,
+}
+
+impl Dims {
+    fn dh(&self) -> usize {
+        self.d / self.heads
+    }
+
+    /// The matrix of (sequence `b`, head `h`) in a buffer laid out as `grid`, and its size.
+    fn view(&self, grid: Grid, b: usize, h: usize) -> (View, (usize, usize)) {
+        match grid {
+            Grid::Rows => (View::rows(b * self.seq * self.d + h * self.dh(), self.d), (self.seq, self.dh())),
+            Grid::Square => (View::rows((b * self.heads + h) * self.seq * self.seq, self.seq), (self.seq, self.seq)),
+        }
+    }
+
+    fn shape(&self, grid: Grid) -> Shape {
+        match grid {
+            Grid::Rows => Shape::from((self.batch, self.seq, self.d)),
+            Grid::Square => Shape::from((self.batch, self.heads, self.seq, self.seq)),
+        }
+    }
+
+    /// Reads the sizes from an input laid out as `grid`.
+    fn of(layout: &Layout, grid: Grid, heads: usize, op: &str) -> candle_core::Result<Dims> {
+        let err = |what: &str| candle_core::Error::Msg(format!("{op}: input of shape {:?} {what}", layout.dims()));
+        match grid {
+            Grid::Rows => {
+                let (batch, seq, d) = layout.shape().dims3()?;
+                if d % heads != 0 {
+                    return Err(err(&format!("has a width not divisible by {heads} heads")));
+                }
+                Ok(Dims { batch, heads, seq, d })
+            }
+            Grid::Square => {
+                let (batch, h, seq, seq2) = layout.shape().dims4()?;
+                if h != heads || seq != seq2 {
+                    return Err(err(&format!("is not [batch, {heads}, seq, seq]")));
+                }
+                Ok(Dims { batch, heads, seq, d: 0 })
+            }
+        }
+    }
+}
+
+/// One operand of a per-head product: its layout and whether it is read transposed.
+#[derive(Clone, Copy, Debug)]
+struct Operand {
+    grid: Grid,
+    transposed: bool,
+}
+
+const fn operand(grid: Grid, transposed: bool) -> Operand {
+    Operand { grid, transposed }
+}
+
+/// `out[b, h] = lhs[b, h] · rhs[b, h]` for every sequence and head, one task per pair.
+fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], Operand)) -> Vec<T> {
+    let len = dims.shape(out).elem_count();
+    let mut dst = vec![T::zero(); len];
+    let ptr = SharedMut(dst.as_mut_ptr());
+    (0..dims.batch * dims.heads).into_par_iter().for_each(|task| {
+        let (b, h) = (task / dims.heads, task % dims.heads);
+        let (dv, (m, n)) = dims.view(out, b, h);
+        let (mut av, (ar, ac)) = dims.view(lhs.1.grid, b, h);
+        let (mut bv, _) = dims.view(rhs.1.grid, b, h);
+        let k = if lhs.1.transposed { ar } else { ac };
+        if lhs.1.transposed {
+            av = av.t();
+        }
+        if rhs.1.transposed {
+            bv = bv.t();
+        }
+        // SAFETY: each task writes only the matrix of its own (sequence, head) in `dst`, and
+        // every view lies inside its buffer by construction of `Dims`.
+        unsafe { matmul((m, n, k), ptr.get(), dv, false, lhs.0.as_ptr(), av, rhs.0.as_ptr(), bv, 1) };
+    });
+    dst
+}
+
+/// Which per-head product a [`HeadProduct`] computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Product {
+    /// `context = P · V` (the forward op; differentiable).
+    Context,
+    /// `dP = dC · Vᵀ`.
+    ContextGradP,
+    /// `dV = Pᵀ · dC`.
+    ContextGradV,
+    /// `dQ = dS · K` (the scale is already in `dS`).
+    ScoresGradQ,
+    /// `dK = dSᵀ · Q`.
+    ScoresGradK,
+}
+
+impl Product {
+    /// Layouts of (lhs, rhs, output).
+    fn operands(self) -> (Operand, Operand, Grid) {
+        use Grid::{Rows, Square};
+        match self {
+            Product::Context => (operand(Square, false), operand(Rows, false), Rows),
+            Product::ContextGradP => (operand(Rows, false), operand(Rows, true), Square),
+            Product::ContextGradV => (operand(Square, true), operand(Rows, false), Rows),
+            Product::ScoresGradQ => (operand(Square, false), operand(Rows, false), Rows),
+            Product::ScoresGradK => (operand(Square, true), operand(Rows, false), Rows),
+        }
+    }
+}
+
+/// A per-head matrix product between `[batch, seq, d]` and `[batch, heads, seq, seq]` tensors.
+pub(crate) struct HeadProduct {
+    pub product: Product,
+    pub heads: usize,
+}
+
+impl HeadProduct {
+    fn run<T: Float>(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (lo, ro, out) = self.product.operands();
+        let name = self.name();
+        let (la, lb) = (Dims::of(al, lo.grid, self.heads, name)?, Dims::of(bl, ro.grid, self.heads, name)?);
+        if la.batch != lb.batch || la.seq != lb.seq {
+            return Err(candle_core::Error::Msg(format!("{name}: inputs {:?} and {:?} differ", al.dims(), bl.dims())));
+        }
+        let d = la.d.max(lb.d);
+        if (la.d != 0 && la.d != d) || (lb.d != 0 && lb.d != d) {
+            return Err(candle_core::Error::Msg(format!("{name}: inputs {:?} and {:?} differ", al.dims(), bl.dims())));
+        }
+        let dims = Dims { d, ..la };
+        let dst = per_head(dims, out, (slice::<T>(a, al, name)?, lo), (slice::<T>(b, bl, name)?, ro));
+        Ok((T::to_cpu_storage_owned(dst), dims.shape(out)))
+    }
+}
+
+impl CustomOp2 for HeadProduct {
+    fn name(&self) -> &'static str {
+        "fused-attention-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        float_dispatch!(a, self.name(), T => self.run::<T>(a, al, b, bl))
+    }
+
+    fn bwd(
+        &self,
+        p: &Tensor,
+        v: &Tensor,
+        _c: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.product != Product::Context {
+            return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
+        }
+        let g = g.contiguous()?;
+        let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, heads: self.heads })?;
+        let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads: self.heads })?;
+        Ok((Some(dp), Some(dv)))
+    }
+}
+
+/// Attention probabilities `softmax(scale · Q·Kᵀ + mask)` per head, `[batch, heads, seq, seq]`.
+pub(crate) struct Probabilities {
+    pub heads: usize,
+    pub scale: f64,
+    /// `[batch · seq]` flags of padded keys (masked out), or `None`.
+    pub padded: Option<Arc<Vec<bool>>>,
+}
+
+impl Probabilities {
+    fn run<T: Float>(
+        &self,
+        q: &CpuStorage,
+        ql: &Layout,
+        k: &CpuStorage,
+        kl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let dims = Dims::of(ql, Grid::Rows, self.heads, name)?;
+        if kl.dims() != ql.dims() {
+            return Err(candle_core::Error::Msg(format!(
+                "{name}: queries {:?} and keys {:?} differ",
+                ql.dims(),
+                kl.dims()
+            )));
+        }
+        if let Some(p) = &self.padded {
+            if p.len() != dims.batch * dims.seq {
+                return Err(candle_core::Error::Msg(format!("{name}: {} padding flags for {:?}", p.len(), ql.dims())));
+            }
+        }
+        let (q, k) = (slice::<T>(q, ql, name)?, slice::<T>(k, kl, name)?);
+        let mut probs = per_head(dims, Grid::Square, (q, operand(Grid::Rows, false)), (k, operand(Grid::Rows, true)));
+        let (s, scale, pad) = (dims.seq, T::from_f64(self.scale), T::from_f64(PAD_SCORE));
+        probs.par_chunks_mut(s).enumerate().for_each(|(row, scores)| {
+            let b = row / (dims.heads * s);
+            let padded = self.padded.as_ref().map(|p| &p[b * s..(b + 1) * s]);
+            let mut max = T::neg_infinity();
+            for (j, x) in scores.iter_mut().enumerate() {
+                *x *= scale;
+                if padded.is_some_and(|p| p[j]) {
+                    *x += pad;
+                }
+                max = num_traits::Float::max(max, *x);
+            }
+            let mut sum = T::zero();
+            for x in scores.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            let inv = T::one() / sum;
+            scores.iter_mut().for_each(|x| *x *= inv);
+        });
+        Ok((T::to_cpu_storage_owned(probs), dims.shape(Grid::Square)))
+    }
+}
+
+impl CustomOp2 for Probabilities {
+    fn name(&self) -> &'static str {
+        "fused-attention-probabilities"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        ql: &Layout,
+        k: &CpuStorage,
+        kl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        float_dispatch!(q, self.name(), T => self.run::<T>(q, ql, k, kl))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        p: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: self.scale })?;
+        let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads: self.heads })?;
+        let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads: self.heads })?;
+        Ok((Some(dq), Some(dk)))
+    }
+}
+
+/// Gradient of the scores from that of the probabilities: `scale · P ⊙ (dP − Σⱼ P·dP)` per row.
+struct SoftmaxGrad {
+    scale: f64,
+}
+
+impl SoftmaxGrad {
+    fn run<T: Float>(
+        &self,
+        p: &CpuStorage,
+        pl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        if pl.dims() != gl.dims() {
+            return Err(candle_core::Error::Msg(format!("{name}: {:?} and {:?} differ", pl.dims(), gl.dims())));
+        }
+        let (p, g) = (slice::<T>(p, pl, name)?, slice::<T>(g, gl, name)?);
+        let s = *pl.dims().last().unwrap_or(&1);
+        let scale = T::from_f64(self.scale);
+        let mut out = vec![T::zero(); p.len()];
+        out.par_chunks_mut(s.max(1)).zip(p.par_chunks(s.max(1))).zip(g.par_chunks(s.max(1))).for_each(|((o, p), g)| {
+            let dot = p.iter().zip(g).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
+            for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                *o = scale * p * (g - dot);
+            }
+        });
+        Ok((T::to_cpu_storage_owned(out), pl.shape().clone()))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "fused-attention-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        p: &CpuStorage,
+        pl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        float_dispatch!(p, self.name(), T => self.run::<T>(p, pl, g, gl))
+    }
+}

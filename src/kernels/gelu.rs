@@ -1,0 +1,81 @@
+//! The exact (erf) GELU, element-wise; the bias before it is added inside the fused linear map.
+
+use super::cpu::{float_dispatch, slice, Float};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Elements per task.
+const CHUNK: usize = 4096;
+
+/// `x·Φ(x)` with `Φ` the standard normal distribution function.
+pub(crate) struct Gelu;
+
+fn forward<T: Float>(x: &[T]) -> Vec<T> {
+    let (half, rsqrt2) = (T::from_f64(0.5), T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = half * x * (T::one() + (x * rsqrt2).erf());
+        }
+    });
+    y
+}
+
+/// `g · (Φ(x) + x·φ(x))`.
+fn backward<T: Float>(x: &[T], g: &[T]) -> Vec<T> {
+    let c = |v: f64| T::from_f64(v);
+    let (half, rsqrt2, rsqrt2pi) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2), c(0.3989422804014327));
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((o, x), g)| {
+        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+            let cdf = half * (T::one() + (x * rsqrt2).erf());
+            let pdf = rsqrt2pi * (-half * x * x).exp();
+            *o = g * (cdf + x * pdf);
+        }
+    });
+    out
+}
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "fused-gelu"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        float_dispatch!(x, self.name(), T => Ok((T::to_cpu_storage_owned(forward::<T>(slice(x, xl, self.name())?)), xl.shape().clone())))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)?))
+    }
+}
+
+/// The GELU backward: `CustomOp2(x, g)`.
+struct GeluGrad;
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "fused-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if xl.dims() != gl.dims() {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {:?} and {:?} differ",
+                self.name(),
+                xl.dims(),
+                gl.dims()
+            )));
+        }
+        float_dispatch!(x, self.name(), T => Ok((
+            T::to_cpu_storage_owned(backward::<T>(slice(x, xl, self.name())?, slice(g, gl, self.name())?)),
+            xl.shape().clone(),
+        )))
+    }
+}

@@ -1,0 +1,122 @@
+//! The model's hot operations, in two interchangeable implementations.
+//!
+//! - [`Kernels::Reference`]: composite candle ops (`crate::model::layers`), differentiable to
+//!   any order — the meta step's exact second-order gradient needs them.
+//! - [`Kernels::Fused`]: one CPU op per step of the layer with a hand-written backward
+//!   (candle `CustomOp`s): linear map with its bias, attention laid out without transposed
+//!   copies (scores, mask and softmax in one pass), residual + LayerNorm, GELU, and the masked
+//!   cross-entropy. First-order only.
+//!
+//! The fused path runs where it can — f32 or f64 on the CPU, while candle's second-order
+//! switch ([`crate::grads::SECOND_ORDER_SWITCH`]) is off — and every call falls back to the
+//! reference ops elsewhere (other dtypes, CUDA), so choosing `Fused` is always safe.
+//!
+//! ```
+//! use interference::kernels::Kernels;
+//! use candle_core::{Device, Tensor};
+//! let x = Tensor::new(&[[1f32, 2., 3.], [0., -1., 4.]], &Device::Cpu).unwrap();
+//! let (w, b) = (Tensor::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap(), Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap());
+//! let fused = Kernels::Fused.layer_norm(&x, None, &w, &b, 1e-5).unwrap();
+//! let reference = Kernels::Reference.layer_norm(&x, None, &w, &b, 1e-5).unwrap();
+//! let gap = (fused - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+//! assert!(gap < 1e-6);
+//! ```
+
+mod attention;
+mod cpu;
+mod cross_entropy;
+mod gelu;
+mod linear;
+mod norm;
+
+use crate::error::Result;
+use crate::grads::SECOND_ORDER_SWITCH;
+use crate::model::layers;
+use candle_core::{Tensor, D};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Which implementation of the hot operations a model runs (config key `kernels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// Composite candle ops, differentiable to any order.
+    Reference,
+    /// Fused CPU ops with hand-written first-order backward passes (the default).
+    #[default]
+    Fused,
+}
+
+/// Whether candle keeps the graph of gradients (second order), which fused ops cannot follow.
+fn second_order_on() -> bool {
+    std::env::var(SECOND_ORDER_SWITCH).is_ok_and(|s| !s.is_empty() && s != "0")
+}
+
+impl Kernels {
+    /// Whether the fused ops run for inputs like `t` (else the reference ops do).
+    pub fn fused_for(self, t: &Tensor) -> bool {
+        self == Kernels::Fused && t.device().is_cpu() && cpu::supported(t.dtype()) && !second_order_on()
+    }
+
+    /// `x · wᵀ + b` for `x` `[n, in]`, `w` `[out, in]` (PyTorch layout), `b` `[out]`.
+    pub fn linear(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if !self.fused_for(x) {
+            return layers::linear(x, w, b);
+        }
+        Ok(x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, linear::Linear)?)
+    }
+
+    /// LayerNorm over the last dimension of `x`, or of `x + residual`, with scale `w` and shift `b`.
+    pub fn layer_norm(self, x: &Tensor, residual: Option<&Tensor>, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+        if !self.fused_for(x) {
+            let sum = match residual {
+                Some(r) => (x + r)?,
+                None => x.clone(),
+            };
+            return layers::layer_norm(&sum, w, b, eps);
+        }
+        let wb = Tensor::stack(&[w, b], 0)?;
+        let op = norm::LayerNorm { eps };
+        Ok(match residual {
+            Some(r) => x.contiguous()?.apply_op3(&r.contiguous()?, &wb, op)?,
+            None => x.contiguous()?.apply_op2(&wb, op)?,
+        })
+    }
+
+    /// The exact (erf) GELU.
+    pub fn gelu(self, x: &Tensor) -> Result<Tensor> {
+        if !self.fused_for(x) {
+            return layers::gelu(x);
+        }
+        Ok(x.contiguous()?.apply_op1(gelu::Gelu)?)
+    }
+
+    /// Mean cross-entropy of `logits` `[n, vocab]` against `targets` `[n]` (u32).
+    pub fn cross_entropy(self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        if !self.fused_for(logits) {
+            return layers::cross_entropy(logits, targets);
+        }
+        Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, cross_entropy::CrossEntropy)?)
+    }
+
+    /// Multi-head scaled dot-product attention of `q`, `k`, `v` (`[batch, seq, d]`, heads side
+    /// by side along `d`), keys flagged in `padded` (`[batch · seq]`) masked out; the context
+    /// comes back as `[batch, seq, d]`.
+    pub fn attention(
+        self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+        padded: Option<&[bool]>,
+    ) -> Result<Tensor> {
+        if !self.fused_for(q) {
+            return layers::attention(q, k, v, heads, padded);
+        }
+        let scale = 1.0 / ((q.dim(D::Minus1)? / heads.max(1)) as f64).sqrt();
+        let padded = padded.map(|p| Arc::new(p.to_vec()));
+        let probs = q.contiguous()?.apply_op2(&k.contiguous()?, attention::Probabilities { heads, scale, padded })?;
+        let product = attention::HeadProduct { product: attention::Product::Context, heads };
+        Ok(probs.apply_op2(&v.contiguous()?, product)?)
+    }
+}

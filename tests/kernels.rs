@@ -1,0 +1,131 @@
+//! The fused kernels against the composite reference ops: forward values and every
+//! parameter's gradient, in f32 (the training dtype) and f64, with padding, adapters,
+//! language embeddings and dropout.
+
+use candle_core::{DType, Device, Tensor};
+use interference::batch::MlmBatch;
+use interference::grads::mlm_gradients;
+use interference::kernels::Kernels;
+use interference::model::{MlmModel, ModelConfig};
+use interference::rng::{stream, Purpose};
+use interference::{Lang, LangSet};
+use rand::Rng;
+
+fn config() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 97,
+        d_model: 32,
+        layers: 2,
+        heads: 4,
+        d_ff: 64,
+        max_len: 16,
+        dropout: 0.1,
+        lang_embeddings: true,
+        adapter_bottleneck: 8,
+        languages: LangSet::parse(&["en", "sw"]).unwrap(),
+        ln_eps: 1e-5,
+    }
+}
+
+/// Three rows of 16 random ids, the last two rows padded at their ends (pad id 0).
+fn batch() -> MlmBatch {
+    let mut rng = stream(7, Purpose::Batch, 0);
+    let (rows, cols) = (3, 16);
+    let mut tokens: Vec<u32> = (0..rows * cols).map(|_| rng.random_range(5..97)).collect();
+    tokens[cols + 12..2 * cols].fill(0);
+    tokens[2 * cols + 5..].fill(0);
+    let positions: Vec<u32> = vec![1, 3, 7, 15, 17, 20, 27, 33, 36];
+    let targets = positions.iter().map(|_| rng.random_range(5..97)).collect();
+    MlmBatch { lang: Lang::new("sw").unwrap(), rows, cols, tokens, positions, targets, pad: Some(0) }
+}
+
+/// Largest `|a − b| / max(|a|, |b|, floor)` over the elements of two tensors.
+fn gap(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
+    let a: Vec<f64> = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f64> = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(floor)).fold(0.0, f64::max)
+}
+
+/// Runs both paths on the same weights and batch; returns the worst forward and gradient gaps.
+fn compare(dtype: DType, dropout: bool) -> (f64, f64) {
+    let mut model = MlmModel::new(config(), 11, dtype, &Device::Cpu).unwrap();
+    // Make the adapters matter (they start near the identity).
+    for (info, var) in model.registry().infos().iter().zip(model.registry().vars()) {
+        if info.name.ends_with("up.weight") {
+            var.set(&(var.as_tensor() * 100.0).unwrap()).unwrap();
+        }
+    }
+    let batch = batch();
+    let params = model.registry().tensors();
+    let mut run = |kernels: Kernels| {
+        model.set_kernels(kernels);
+        let mut rng = stream(3, Purpose::Dropout, 0);
+        let logits = model.logits_with(&params, &batch, dropout.then_some(&mut rng)).unwrap();
+        let grads = if dropout { None } else { Some(mlm_gradients(&model, &batch).unwrap()) };
+        (logits, grads)
+    };
+    let (fused_logits, fused_grads) = run(Kernels::Fused);
+    let (ref_logits, ref_grads) = run(Kernels::Reference);
+    let forward = gap(&fused_logits, &ref_logits, 1e-3);
+    let mut worst = 0.0f64;
+    if let (Some(f), Some(r)) = (fused_grads, ref_grads) {
+        assert!((f.loss - r.loss).abs() <= 1e-5 * r.loss.abs(), "loss {} vs {}", f.loss, r.loss);
+        let max_abs =
+            |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let largest = r.grads.iter().map(max_abs).fold(0.0, f64::max);
+        for (info, (a, b)) in model.registry().infos().iter().zip(f.grads.iter().zip(&r.grads)) {
+            // Relative to the tensor's largest gradient, so near-zero entries do not dominate;
+            // tensors whose exact gradient is 0 (the key bias) relative to the model's largest.
+            let g = gap(a, b, max_abs(b).max(1e-6 * largest));
+            assert!(g < if dtype == DType::F64 { 1e-10 } else { 2e-4 }, "{}: gap {g:e}", info.name);
+            worst = worst.max(g);
+        }
+    }
+    (forward, worst)
+}
+
+#[test]
+fn fused_and_reference_agree_in_f32() {
+    let (forward, grads) = compare(DType::F32, false);
+    println!("f32: logits {forward:e}, gradients {grads:e}");
+    assert!(forward < 1e-4, "logits differ by {forward:e}");
+    assert!(grads > 0.0, "nothing compared");
+}
+
+#[test]
+fn fused_and_reference_agree_in_f64() {
+    let (forward, grads) = compare(DType::F64, false);
+    println!("f64: logits {forward:e}, gradients {grads:e}");
+    assert!(forward < 1e-12, "logits differ by {forward:e}");
+}
+
+#[test]
+fn fused_and_reference_agree_with_dropout() {
+    let (forward, _) = compare(DType::F32, true);
+    assert!(forward < 1e-4, "logits differ by {forward:e}");
+}
+
+#[test]
+fn kernels_parse_from_config_strings() {
+    let k: Kernels = serde_json::from_str("\"reference\"").unwrap();
+    assert_eq!(k, Kernels::Reference);
+    assert_eq!(serde_json::to_string(&Kernels::Fused).unwrap(), "\"fused\"");
+    assert!(serde_json::from_str::<Kernels>("\"fast\"").is_err());
+    assert_eq!(Kernels::default(), Kernels::Fused);
+}
+
+#[test]
+fn fused_ops_reject_mismatched_shapes_with_a_message() {
+    let x = Tensor::zeros((4, 6), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((5, 7), DType::F32, &Device::Cpu).unwrap();
+    let b = Tensor::zeros(5, DType::F32, &Device::Cpu).unwrap();
+    let err = Kernels::Fused.linear(&x, &w, &b).unwrap_err().to_string();
+    assert!(err.contains("[4, 6]") && err.contains("[5, 7]"), "{err}");
+    let q = Tensor::zeros((2, 3, 6), DType::F32, &Device::Cpu).unwrap();
+    let err = Kernels::Fused.attention(&q, &q, &q, 4, None).unwrap_err().to_string();
+    assert!(err.contains("4 heads"), "{err}");
+    let logits = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[1u32, 9], &Device::Cpu).unwrap();
+    let err = Kernels::Fused.cross_entropy(&logits, &targets).unwrap_err().to_string();
+    assert!(err.contains("target 9"), "{err}");
+}
