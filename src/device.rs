@@ -37,3 +37,26 @@ pub fn default_device() -> Device {
 pub fn set_tf32(enabled: bool) {
     candle_core::cuda::set_gemm_reduced_precision_f32(enabled);
 }
+
+/// Keeps memory that the model frees inside the process instead of returning it to the OS.
+///
+/// A training step allocates and frees the same few-megabyte activation buffers over and
+/// over; glibc hands blocks above its mmap threshold back to the kernel on every free, and the
+/// next step pays for fresh zeroed pages (about 30% of a CPU step at d=256). Raising the mmap
+/// and trim thresholds to their maximum keeps those blocks for reuse. Called by
+/// [`crate::model::MlmModel::new`]; once per process, and a no-op outside glibc.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // glibc caps the mmap threshold at half its heap size (32 MiB on 64-bit).
+            const MMAP_THRESHOLD_MAX: libc::c_int = 32 << 20;
+            // SAFETY: mallopt only changes allocator tunables; it is safe to call at any time.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+            }
+        });
+    }
+}

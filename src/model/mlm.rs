@@ -156,6 +156,7 @@ impl MlmModel {
     /// A freshly initialised model; the same `seed` gives the same weights.
     pub fn new(config: ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         config.validate()?;
+        crate::device::retain_freed_memory();
         let (d, shared) = (config.d_model, ParamGroup::Shared);
         let mut registry = ParamRegistry::new();
         let mut init = Initialiser { registry: &mut registry, rng: stream(seed, Purpose::Init, 0), dtype, device };

@@ -122,7 +122,8 @@ pub struct LoadedRun {
 pub fn load_run(config: &RunConfig, run: &Path, device: &Device) -> Result<LoadedRun> {
     let tokenizer = SharedTokenizer::load(&run.join(TOKENIZER_FILE))?;
     let checkpoint = run.join(CHECKPOINT_DIR);
-    let model = MlmModel::load(&checkpoint.join(crate::train::MODEL_FILE), DType::F32, device)?;
+    let mut model = MlmModel::load(&checkpoint.join(crate::train::MODEL_FILE), DType::F32, device)?;
+    model.set_kernels(config.train.kernels);
     let state: crate::train::TrainerState = crate::io::read_json(&checkpoint.join(TRAINER_FILE))?;
     let prepared = prepare(config, &config.load_text()?, Some(tokenizer))?;
     for lang in prepared.data.langs().iter() {

@@ -3,6 +3,7 @@
 use super::optim::AdamWConfig;
 use crate::batch::MaskingConfig;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
 /// How a training step turns batches into an update.
@@ -156,6 +157,10 @@ pub struct TrainConfig {
     pub meta: MetaConfig,
     /// Settings of methods `pcgrad` and `gradvac`.
     pub surgery: SurgeryConfig,
+    /// Implementation of the model's hot operations: `"fused"` (fast CPU kernels, the default)
+    /// or `"reference"` (composite candle ops). The exact meta step always runs the reference
+    /// ops, which it differentiates twice ([`crate::kernels`]).
+    pub kernels: Kernels,
 }
 
 impl Default for TrainConfig {
@@ -177,6 +182,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             meta: MetaConfig::default(),
             surgery: SurgeryConfig::default(),
+            kernels: Kernels::default(),
         }
     }
 }

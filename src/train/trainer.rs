@@ -95,8 +95,9 @@ pub(super) fn update(
 
 impl Trainer {
     /// A trainer at step 0. Every language of `data` must be one of the model's.
-    pub fn new(model: MlmModel, data: MlmData, config: TrainConfig) -> Result<Self> {
+    pub fn new(mut model: MlmModel, data: MlmData, config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        model.set_kernels(config.kernels);
         for lang in data.langs().iter() {
             model.config().languages.index(lang)?;
         }
