@@ -1,38 +1,163 @@
-//! Training-step throughput and peak memory.
+//! Training-step throughput and peak memory, beside the PyTorch twin.
 //!
-//! `cargo bench --bench train_step` prints a table; `-- --json` prints one JSON object per
-//! line (`shared/design/conventions.md`); `-- --steps N` sets the timed steps and
-//! `-- --device cuda` the device. Config: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000,
-//! seq 128, batch 32, AdamW with clipping; without adapters and with adapters (r=64, 2 languages).
+//! `cargo bench --bench train_step` prints a table; flags after `--`:
+//! - `--json`: one JSON object per line (`shared/design/conventions.md`);
+//! - `--vs-torch`: after each case, the PyTorch twin (`benches/torch/twin.py bench`, venv of
+//!   `benches/torch/setup.sh`, or `--python PATH`) runs the same config and one line per pair
+//!   gives both figures and the ratio ours/PyTorch in tokens/s;
+//! - `--kernels fused|reference|both` (default `fused`), `--steps N`, `--device cpu|cuda`.
+//!
+//! Config: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32, AdamW with
+//! clipping; without adapters and with adapters (r=64, 2 languages). Every measurement runs in
+//! a fresh process (this binary re-runs itself with `--case`), so peak RSS is that run's own.
 
 mod common;
 
 use common::{arg, median_ms, peak_rss_mb, Case, SMALL};
 use interference::device::parse_device;
+use interference::kernels::Kernels;
+use interference::train::{Method, TrainConfig};
+use serde_json::{json, Value};
+use std::process::Command;
+
+const CASES: [Case; 2] = [SMALL, Case { adapters: 64, ..SMALL }];
+
+/// Runs case `index` with `kernels` in this process and returns its JSON record.
+fn measure(index: usize, kernels: Kernels, steps: usize, device_name: &str) -> Value {
+    let case = CASES[index];
+    let device = parse_device(device_name).expect("--device cpu|cuda[:N]");
+    let method = if case.adapters > 0 { Method::Adapters } else { Method::Joint };
+    let mut trainer = case.trainer_with(&device, TrainConfig { method, kernels, ..TrainConfig::default() });
+    let ms = median_ms(steps, || {
+        trainer.step().expect("step");
+    });
+    json!({
+        "bench": "train_step", "impl": "interference", "device": device_name, "kernels": kernels,
+        "config": case.json_value(),
+        "tokens_per_s": round1((case.batch * case.seq) as f64 / (ms / 1000.0)),
+        "ms_per_step": round1(ms), "peak_rss_mb": peak_rss_mb().round(),
+        "threads": rayon::current_num_threads(),
+    })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Runs one measurement in a child process (fresh memory), returning its JSON line.
+fn in_child(program: &str, args: &[String]) -> Value {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(line)) => serde_json::from_str(line).expect("a JSON line"),
+        _ => panic!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// The twin's command line for case `index`.
+fn twin_args(index: usize, steps: usize, device_name: &str, threads: usize) -> Vec<String> {
+    let case = CASES[index];
+    let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch/twin.py");
+    let langs = if case.adapters > 0 { 2 } else { 1 };
+    let flags = [
+        ("--d", case.d),
+        ("--layers", case.layers),
+        ("--heads", case.heads),
+        ("--ffn", case.ffn),
+        ("--vocab", case.vocab),
+        ("--seq", case.seq),
+        ("--batch", case.batch),
+        ("--adapters", case.adapters),
+        ("--langs", langs),
+        ("--steps", steps),
+        ("--threads", threads),
+    ];
+    let mut args = vec![twin.to_string(), "bench".into(), "--json".into(), "--device".into(), device_name.into()];
+    for (flag, value) in flags {
+        args.extend([flag.to_string(), value.to_string()]);
+    }
+    args
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let json = args.iter().any(|a| a == "--json");
+    let json_out = args.iter().any(|a| a == "--json");
     let steps: usize = arg(&args, "--steps").and_then(|s| s.parse().ok()).unwrap_or(5);
     let device_name = arg(&args, "--device").unwrap_or_else(|| "cpu".into());
-    let device = parse_device(&device_name).expect("--device cpu|cuda[:N]");
-    if !json {
-        println!("{:<32} {:>10} {:>12} {:>12}", "config", "ms/step", "tokens/s", "peak RSS MB");
+    let kernels: Vec<Kernels> = match arg(&args, "--kernels").as_deref() {
+        None | Some("fused") => vec![Kernels::Fused],
+        Some("reference") => vec![Kernels::Reference],
+        Some("both") => vec![Kernels::Reference, Kernels::Fused],
+        Some(other) => panic!("--kernels {other:?}: use fused, reference or both"),
+    };
+    if let Some(index) = arg(&args, "--case") {
+        let index: usize = index.parse().expect("--case N");
+        println!("{}", measure(index, kernels[0], steps, &device_name));
+        return;
     }
-    for case in [SMALL, Case { adapters: 64, ..SMALL }] {
-        let mut trainer = case.trainer(&device);
-        let ms = median_ms(steps, || {
-            trainer.step().expect("step");
-        });
-        let tokens_per_s = (case.batch * case.seq) as f64 / (ms / 1000.0);
-        let rss = peak_rss_mb();
-        if json {
-            println!(
-                "{{\"bench\":\"train_step\",\"device\":\"{device_name}\",\"config\":{},\"tokens_per_s\":{tokens_per_s:.1},\"ms_per_step\":{ms:.1},\"peak_rss_mb\":{rss:.0}}}",
-                case.json()
-            );
-        } else {
-            println!("{:<32} {ms:>10.1} {tokens_per_s:>12.1} {rss:>12.0}", case.label());
+    let python = arg(&args, "--python")
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/target/torch-venv/bin/python").to_string());
+    let vs_torch = args.iter().any(|a| a == "--vs-torch");
+    if vs_torch && !std::path::Path::new(&python).exists() {
+        eprintln!("no PyTorch at {python}: run `bash benches/torch/setup.sh` or pass --python PATH");
+        std::process::exit(2);
+    }
+    let me = std::env::current_exe().expect("own path").to_string_lossy().into_owned();
+    if !json_out {
+        println!(
+            "{:<24} {:>9} {:>10} {:>11} {:>9} {:>14} {:>8}",
+            "config", "kernels", "ms/step", "tokens/s", "RSS MB", "PyTorch ms", "ratio"
+        );
+    }
+    for index in 0..CASES.len() {
+        let twin =
+            vs_torch.then(|| in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads())));
+        for &k in &kernels {
+            let child_args: Vec<String> = [
+                "--case",
+                &index.to_string(),
+                "--kernels",
+                &serde_json::to_value(k).expect("kernels").as_str().expect("a name").to_string(),
+                "--steps",
+                &steps.to_string(),
+                "--device",
+                &device_name,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let ours = in_child(&me, &child_args);
+            let ratio = twin.as_ref().map(|t| {
+                round3(ours["tokens_per_s"].as_f64().unwrap_or(0.0) / t["tokens_per_s"].as_f64().unwrap_or(f64::NAN))
+            });
+            if json_out {
+                match (&twin, ratio) {
+                    (Some(t), Some(r)) => println!(
+                        "{}",
+                        json!({"bench": "train_step_vs_pytorch", "device": device_name, "config": CASES[index].json_value(),
+                               "kernels": k, "ours": ours, "pytorch": t, "ratio": r})
+                    ),
+                    _ => println!("{ours}"),
+                }
+            } else {
+                let torch_ms = twin.as_ref().map_or("-".into(), |t| format!("{}", t["ms_per_step"]));
+                let ratio = ratio.map_or("-".into(), |r| format!("{r:.3}"));
+                println!(
+                    "{:<24} {:>9} {:>10} {:>11} {:>9} {:>14} {:>8}",
+                    CASES[index].label(),
+                    format!("{k:?}").to_lowercase(),
+                    ours["ms_per_step"].to_string(),
+                    ours["tokens_per_s"].to_string(),
+                    ours["peak_rss_mb"].to_string(),
+                    torch_ms,
+                    ratio
+                );
+            }
         }
     }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

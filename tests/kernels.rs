@@ -121,8 +121,8 @@ fn fused_ops_reject_mismatched_shapes_with_a_message() {
     let b = Tensor::zeros(5, DType::F32, &Device::Cpu).unwrap();
     let err = Kernels::Fused.linear(&x, &w, &b).unwrap_err().to_string();
     assert!(err.contains("[4, 6]") && err.contains("[5, 7]"), "{err}");
-    let q = Tensor::zeros((2, 3, 6), DType::F32, &Device::Cpu).unwrap();
-    let err = Kernels::Fused.attention(&q, &q, &q, 4, None).unwrap_err().to_string();
+    let q = Tensor::zeros((6, 6), DType::F32, &Device::Cpu).unwrap();
+    let err = Kernels::Fused.attention(&q, &q, &q, 4, 3, None).unwrap_err().to_string();
     assert!(err.contains("4 heads"), "{err}");
     let logits = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
     let targets = Tensor::new(&[1u32, 9], &Device::Cpu).unwrap();

@@ -38,6 +38,11 @@ impl Case {
         )
     }
 
+    /// The `config` object of conventions.md as a JSON value.
+    pub fn json_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json()).expect("valid JSON")
+    }
+
     /// A short label for tables.
     pub fn label(&self) -> String {
         format!("d{} L{} h{} seq{} b{} r{}", self.d, self.layers, self.heads, self.seq, self.batch, self.adapters)

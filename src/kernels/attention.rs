@@ -1,6 +1,6 @@
 //! Multi-head attention without transposed copies.
 //!
-//! Queries, keys, values and the context stay in the `[batch, seq, d]` layout of the linear
+//! Queries, keys, values and the context stay in the `[batch·seq, d]` layout of the linear
 //! maps; head `h` of sequence `i` is the `seq × d/heads` matrix that starts at column
 //! `h·d/heads` with rows `d` apart, which `gemm` reads through its strides. Scores and
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
@@ -16,7 +16,7 @@ const PAD_SCORE: f64 = -1e9;
 /// How a buffer holds one matrix per (sequence, head).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Grid {
-    /// `[batch, seq, d]`: per head a `seq × d/heads` matrix.
+    /// `[batch·seq, d]`: per head a `seq × d/heads` matrix.
     Rows,
     /// `[batch, heads, seq, seq]`: per head a `seq × seq` matrix.
     Square,
@@ -46,26 +46,29 @@ impl Dims {
 
     fn shape(&self, grid: Grid) -> Shape {
         match grid {
-            Grid::Rows => Shape::from((self.batch, self.seq, self.d)),
+            Grid::Rows => Shape::from((self.batch * self.seq, self.d)),
             Grid::Square => Shape::from((self.batch, self.heads, self.seq, self.seq)),
         }
     }
 
-    /// Reads the sizes from an input laid out as `grid`.
-    fn of(layout: &Layout, grid: Grid, heads: usize, op: &str) -> candle_core::Result<Dims> {
+    /// Reads the sizes from an input laid out as `grid`, of sequences of `seq` tokens.
+    fn of(layout: &Layout, grid: Grid, heads: usize, seq: usize, op: &str) -> candle_core::Result<Dims> {
         let err = |what: &str| candle_core::Error::Msg(format!("{op}: input of shape {:?} {what}", layout.dims()));
         match grid {
             Grid::Rows => {
-                let (batch, seq, d) = layout.shape().dims3()?;
-                if d % heads != 0 {
+                let (n, d) = layout.shape().dims2()?;
+                if heads == 0 || d % heads != 0 {
                     return Err(err(&format!("has a width not divisible by {heads} heads")));
                 }
-                Ok(Dims { batch, heads, seq, d })
+                if seq == 0 || n % seq != 0 {
+                    return Err(err(&format!("does not hold whole sequences of {seq}")));
+                }
+                Ok(Dims { batch: n / seq, heads, seq, d })
             }
             Grid::Square => {
-                let (batch, h, seq, seq2) = layout.shape().dims4()?;
-                if h != heads || seq != seq2 {
-                    return Err(err(&format!("is not [batch, {heads}, seq, seq]")));
+                let (batch, h, rows, cols) = layout.shape().dims4()?;
+                if h != heads || rows != seq || cols != seq {
+                    return Err(err(&format!("is not [batch, {heads}, {seq}, {seq}]")));
                 }
                 Ok(Dims { batch, heads, seq, d: 0 })
             }
@@ -137,10 +140,12 @@ impl Product {
     }
 }
 
-/// A per-head matrix product between `[batch, seq, d]` and `[batch, heads, seq, seq]` tensors.
+/// A per-head matrix product between `[batch·seq, d]` and `[batch, heads, seq, seq]` tensors.
+#[derive(Clone, Copy)]
 pub(crate) struct HeadProduct {
     pub product: Product,
     pub heads: usize,
+    pub seq: usize,
 }
 
 impl HeadProduct {
@@ -153,7 +158,8 @@ impl HeadProduct {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (lo, ro, out) = self.product.operands();
         let name = self.name();
-        let (la, lb) = (Dims::of(al, lo.grid, self.heads, name)?, Dims::of(bl, ro.grid, self.heads, name)?);
+        let (la, lb) =
+            (Dims::of(al, lo.grid, self.heads, self.seq, name)?, Dims::of(bl, ro.grid, self.heads, self.seq, name)?);
         if la.batch != lb.batch || la.seq != lb.seq {
             return Err(candle_core::Error::Msg(format!("{name}: inputs {:?} and {:?} differ", al.dims(), bl.dims())));
         }
@@ -193,8 +199,8 @@ impl CustomOp2 for HeadProduct {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         }
         let g = g.contiguous()?;
-        let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, heads: self.heads })?;
-        let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads: self.heads })?;
+        let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, ..*self })?;
+        let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, ..*self })?;
         Ok((Some(dp), Some(dv)))
     }
 }
@@ -202,6 +208,8 @@ impl CustomOp2 for HeadProduct {
 /// Attention probabilities `softmax(scale · Q·Kᵀ + mask)` per head, `[batch, heads, seq, seq]`.
 pub(crate) struct Probabilities {
     pub heads: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
     pub scale: f64,
     /// `[batch · seq]` flags of padded keys (masked out), or `None`.
     pub padded: Option<Arc<Vec<bool>>>,
@@ -216,7 +224,7 @@ impl Probabilities {
         kl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let dims = Dims::of(ql, Grid::Rows, self.heads, name)?;
+        let dims = Dims::of(ql, Grid::Rows, self.heads, self.seq, name)?;
         if kl.dims() != ql.dims() {
             return Err(candle_core::Error::Msg(format!(
                 "{name}: queries {:?} and keys {:?} differ",
@@ -278,8 +286,10 @@ impl CustomOp2 for Probabilities {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: self.scale })?;
-        let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads: self.heads })?;
-        let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads: self.heads })?;
+        let dq =
+            ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads: self.heads, seq: self.seq })?;
+        let dk =
+            ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads: self.heads, seq: self.seq })?;
         Ok((Some(dq), Some(dk)))
     }
 }

@@ -1,7 +1,7 @@
 //! The exact (erf) GELU, element-wise; the bias before it is added inside the fused linear map.
 
 use super::cpu::{float_dispatch, slice, Float};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task.

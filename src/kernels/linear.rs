@@ -1,7 +1,7 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
-use super::cpu::{float_dispatch, matmul, slice, threads, Float, View};
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use super::cpu::{column_sums, float_dispatch, matmul, slice, threads, Float, View};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 
 /// The fused linear map; its backward is three plain matrix products and a column sum.
 pub(crate) struct Linear;
@@ -72,7 +72,21 @@ impl CustomOp3 for Linear {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dx = g.matmul(w)?;
         let dw = g.t()?.matmul(x)?;
-        let db = g.sum(0)?;
+        let db = g.apply_op1_no_bwd(&ColumnSum)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Sums a `[n, d]` tensor over its rows (the bias gradient), rows split among threads.
+struct ColumnSum;
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "fused-column-sum"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, d) = xl.shape().dims2()?;
+        float_dispatch!(x, self.name(), T => Ok((T::to_cpu_storage_owned(column_sums(slice::<T>(x, xl, self.name())?, d)), Shape::from(d))))
     }
 }

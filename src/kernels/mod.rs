@@ -99,24 +99,26 @@ impl Kernels {
         Ok(logits.contiguous()?.apply_op2(&targets.contiguous()?, cross_entropy::CrossEntropy)?)
     }
 
-    /// Multi-head scaled dot-product attention of `q`, `k`, `v` (`[batch, seq, d]`, heads side
-    /// by side along `d`), keys flagged in `padded` (`[batch · seq]`) masked out; the context
-    /// comes back as `[batch, seq, d]`.
+    /// Multi-head scaled dot-product attention over sequences of `seq` tokens: `q`, `k`, `v`
+    /// are `[batch·seq, d]` with the heads side by side along `d`; keys flagged in `padded`
+    /// (`[batch·seq]`) are masked out. The context comes back as `[batch·seq, d]`.
     pub fn attention(
         self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
         heads: usize,
+        seq: usize,
         padded: Option<&[bool]>,
     ) -> Result<Tensor> {
         if !self.fused_for(q) {
-            return layers::attention(q, k, v, heads, padded);
+            return layers::attention(q, k, v, heads, seq, padded);
         }
         let scale = 1.0 / ((q.dim(D::Minus1)? / heads.max(1)) as f64).sqrt();
         let padded = padded.map(|p| Arc::new(p.to_vec()));
-        let probs = q.contiguous()?.apply_op2(&k.contiguous()?, attention::Probabilities { heads, scale, padded })?;
-        let product = attention::HeadProduct { product: attention::Product::Context, heads };
+        let probs =
+            q.contiguous()?.apply_op2(&k.contiguous()?, attention::Probabilities { heads, seq, scale, padded })?;
+        let product = attention::HeadProduct { product: attention::Product::Context, heads, seq };
         Ok(probs.apply_op2(&v.contiguous()?, product)?)
     }
 }

@@ -28,14 +28,25 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax(x, D::Minus1)?)
 }
 
-/// Multi-head scaled dot-product attention of `q`, `k`, `v` (`[batch, seq, d]`, heads side by
-/// side along `d`), keys flagged in `padded` (`[batch · seq]`) masked with −1e9; returns the
-/// context `[batch, seq, d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, padded: Option<&[bool]>) -> Result<Tensor> {
-    let (b, s, d) = q.dims3()?;
+/// Multi-head scaled dot-product attention over sequences of `seq` tokens: `q`, `k`, `v` are
+/// `[batch·seq, d]` with the heads side by side along `d`; keys flagged in `padded`
+/// (`[batch·seq]`) are masked with −1e9. Returns the context `[batch·seq, d]`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    seq: usize,
+    padded: Option<&[bool]>,
+) -> Result<Tensor> {
+    let (n, d) = q.dims2()?;
     if heads == 0 || d % heads != 0 {
         return Err(Error::Shape(format!("width {d} is not divisible by {heads} heads")));
     }
+    if seq == 0 || n % seq != 0 {
+        return Err(Error::Shape(format!("{n} rows do not hold whole sequences of {seq}")));
+    }
+    let (b, s) = (n / seq, seq);
     let dh = d / heads;
     let split = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, heads, dh))?.transpose(1, 2)?.contiguous()?) };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
@@ -48,7 +59,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, padded: Optio
         let mask = Tensor::from_vec(values, (b, 1, 1, s), q.device())?.to_dtype(q.dtype())?;
         scores = scores.broadcast_add(&mask)?;
     }
-    Ok(softmax(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?)
+    Ok(softmax(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((n, d))?)
 }
 
 /// The exact (erf) GELU, `x/2 · (1 + erf(x/√2))`, composed from `erf` rather than candle's

@@ -288,13 +288,13 @@ impl MlmModel {
         let padded: Option<Vec<bool>> = batch.pad.map(|pad| batch.tokens.iter().map(|&t| t == pad).collect());
         for (i, block) in self.blocks.iter().enumerate() {
             let adapters = self.adapters.get(lang).map(|a| a[i]);
-            x = self.block(params, block, adapters, &x, (b, s), padded.as_deref(), rng.as_deref_mut())?;
+            x = self.block(params, block, adapters, &x, s, padded.as_deref(), rng.as_deref_mut())?;
         }
         Ok(x)
     }
 
     /// One post-LN block: `LN(x + A(attn(x)))`, then `LN(x + A(ffn(x)))`, where `A` is the
-    /// language's adapter (identity without adapters); `x` is `[b·s, d]`.
+    /// language's adapter (identity without adapters); `x` is `[batch·seq, d]`.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -302,15 +302,14 @@ impl MlmModel {
         ids: &BlockIds,
         adapters: Option<BlockAdapters>,
         x: &Tensor,
-        (b, s): (usize, usize),
+        seq: usize,
         padded: Option<&[bool]>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<Tensor> {
-        let (k, d, eps) = (self.kernels, self.config.d_model, self.config.ln_eps);
+        let (k, eps) = (self.kernels, self.config.ln_eps);
         let lin = |t: &Tensor, l: LinearIds| k.linear(t, &params[l.w], &params[l.b]);
-        let seqs = |t: Tensor| t.reshape((b, s, d));
-        let (q, key, v) = (seqs(lin(x, ids.q)?)?, seqs(lin(x, ids.k)?)?, seqs(lin(x, ids.v)?)?);
-        let ctx = k.attention(&q, &key, &v, self.config.heads, padded)?.reshape((b * s, d))?;
+        let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
+        let ctx = k.attention(&q, &key, &v, self.config.heads, seq, padded)?;
         let mut a = dropout(&lin(&ctx, ids.o)?, self.config.dropout, rng.as_deref_mut())?;
         if let Some(ad) = adapters {
             a = self.adapter(params, ad.attn, &a)?;
