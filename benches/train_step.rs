@@ -110,7 +110,7 @@ fn main() {
             "config", "kernels", "ms/step", "tokens/s", "RSS MB", "PyTorch ms", "ratio"
         );
     }
-    for index in 0..CASES.len() {
+    for (index, case) in CASES.iter().enumerate() {
         let twin =
             vs_torch.then(|| in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads())));
         for &k in &kernels {
@@ -118,7 +118,7 @@ fn main() {
                 "--case",
                 &index.to_string(),
                 "--kernels",
-                &serde_json::to_value(k).expect("kernels").as_str().expect("a name").to_string(),
+                serde_json::to_value(k).expect("kernels").as_str().expect("a name"),
                 "--steps",
                 &steps.to_string(),
                 "--device",
@@ -135,7 +135,7 @@ fn main() {
                 match (&twin, ratio) {
                     (Some(t), Some(r)) => println!(
                         "{}",
-                        json!({"bench": "train_step_vs_pytorch", "device": device_name, "config": CASES[index].json_value(),
+                        json!({"bench": "train_step_vs_pytorch", "device": device_name, "config": case.json_value(),
                                "kernels": k, "ours": ours, "pytorch": t, "ratio": r})
                     ),
                     _ => println!("{ours}"),
@@ -145,7 +145,7 @@ fn main() {
                 let ratio = ratio.map_or("-".into(), |r| format!("{r:.3}"));
                 println!(
                     "{:<24} {:>9} {:>10} {:>11} {:>9} {:>14} {:>8}",
-                    CASES[index].label(),
+                    case.label(),
                     format!("{k:?}").to_lowercase(),
                     ours["ms_per_step"].to_string(),
                     ours["tokens_per_s"].to_string(),
