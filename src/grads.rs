@@ -19,19 +19,17 @@ pub struct BatchGradients {
 
 /// Computes the loss of `batch` and all parameter gradients with dropout off.
 pub fn mlm_gradients(model: &MlmModel, batch: &MlmBatch) -> Result<BatchGradients> {
-    let loss = model.loss(batch, None)?;
-    let value = scalar(&loss)?;
-    let store = loss.backward()?;
-    let grads = model
-        .registry()
-        .vars()
-        .iter()
-        .map(|v| match store.get(v.as_tensor()) {
+    let params = model.registry().tensors();
+    let (loss, grads) = model.loss_and_grads(&params, batch, None)?;
+    let grads = grads
+        .into_iter()
+        .zip(&params)
+        .map(|(g, p)| match g {
             Some(g) => Ok(g.detach()),
-            None => v.as_tensor().zeros_like(),
+            None => p.zeros_like(),
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(BatchGradients { loss: value, grads })
+    Ok(BatchGradients { loss: scalar(&loss)?, grads })
 }
 
 /// A scalar tensor's value as f64.

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use interference::batch::MlmBatch;
-use interference::grads::mlm_gradients;
+use interference::grads::{mlm_gradients, BatchGradients};
 use interference::kernels::Kernels;
 use interference::model::{MlmModel, ModelConfig};
 use interference::rng::{stream, Purpose};
@@ -61,14 +61,19 @@ fn compare(dtype: DType, dropout: bool) -> (f64, f64) {
         model.set_kernels(kernels);
         let mut rng = stream(3, Purpose::Dropout, 0);
         let logits = model.logits_with(&params, &batch, dropout.then_some(&mut rng)).unwrap();
-        let grads = if dropout { None } else { Some(mlm_gradients(&model, &batch).unwrap()) };
-        (logits, grads)
+        // The hand-written pass of the fused path (with the same dropout masks when on) and
+        // candle's autograd on the reference path.
+        let mut rng = stream(3, Purpose::Dropout, 0);
+        let (loss, grads) = model.loss_and_grads(&params, &batch, dropout.then_some(&mut rng)).unwrap();
+        let grads = grads.into_iter().zip(&params).map(|(g, p)| g.unwrap_or_else(|| p.zeros_like().unwrap())).collect();
+        (logits, BatchGradients { loss: loss.to_dtype(DType::F64).unwrap().to_scalar().unwrap(), grads })
     };
     let (fused_logits, fused_grads) = run(Kernels::Fused);
     let (ref_logits, ref_grads) = run(Kernels::Reference);
     let forward = gap(&fused_logits, &ref_logits, 1e-3);
     let mut worst = 0.0f64;
-    if let (Some(f), Some(r)) = (fused_grads, ref_grads) {
+    let (f, r) = (fused_grads, ref_grads);
+    {
         assert!((f.loss - r.loss).abs() <= 1e-5 * r.loss.abs(), "loss {} vs {}", f.loss, r.loss);
         let max_abs =
             |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
@@ -101,8 +106,23 @@ fn fused_and_reference_agree_in_f64() {
 
 #[test]
 fn fused_and_reference_agree_with_dropout() {
-    let (forward, _) = compare(DType::F32, true);
+    let (forward, grads) = compare(DType::F32, true);
+    println!("f32 with dropout: logits {forward:e}, gradients {grads:e}");
     assert!(forward < 1e-4, "logits differ by {forward:e}");
+}
+
+#[test]
+fn mlm_gradients_takes_the_hand_written_pass_on_fused_kernels() {
+    // Same weights, dropout off: `mlm_gradients` (fused) against autograd on the reference ops.
+    let mut model = MlmModel::new(config(), 5, DType::F64, &Device::Cpu).unwrap();
+    let batch = batch();
+    let fused = mlm_gradients(&model, &batch).unwrap();
+    model.set_kernels(Kernels::Reference);
+    let reference = mlm_gradients(&model, &batch).unwrap();
+    assert!((fused.loss - reference.loss).abs() < 1e-12);
+    for (a, b) in fused.grads.iter().zip(&reference.grads) {
+        assert!(gap(a, b, 1e-9) < 1e-9);
+    }
 }
 
 #[test]

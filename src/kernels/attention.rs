@@ -198,9 +198,7 @@ impl CustomOp2 for HeadProduct {
         if self.product != Product::Context {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         }
-        let g = g.contiguous()?;
-        let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, ..*self })?;
-        let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, ..*self })?;
+        let (dp, dv) = context_grads(p, v, g, self.heads, self.seq)?;
         Ok((Some(dp), Some(dv)))
     }
 }
@@ -285,11 +283,7 @@ impl CustomOp2 for Probabilities {
         p: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: self.scale })?;
-        let dq =
-            ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads: self.heads, seq: self.seq })?;
-        let dk =
-            ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads: self.heads, seq: self.seq })?;
+        let (dq, dk) = probabilities_grads(q, k, p, g, self)?;
         Ok((Some(dq), Some(dk)))
     }
 }
@@ -339,4 +333,33 @@ impl CustomOp2 for SoftmaxGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         float_dispatch!(p, self.name(), T => self.run::<T>(p, pl, g, gl))
     }
+}
+
+/// `(dP, dV)` of `context = P · V` per head given `g = d context`.
+pub(crate) fn context_grads(
+    p: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    heads: usize,
+    seq: usize,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let g = g.contiguous()?;
+    let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, heads, seq })?;
+    let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads, seq })?;
+    Ok((dp, dv))
+}
+
+/// `(dQ, dK)` of the probabilities `p` of `op` given `g = dP`.
+pub(crate) fn probabilities_grads(
+    q: &Tensor,
+    k: &Tensor,
+    p: &Tensor,
+    g: &Tensor,
+    op: &Probabilities,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?;
+    let (heads, seq) = (op.heads, op.seq);
+    let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
+    let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
+    Ok((dq, dk))
 }

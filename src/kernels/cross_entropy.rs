@@ -83,8 +83,8 @@ impl CustomOp2 for CrossEntropy {
         _loss: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let scale = g.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()? / logits.dim(0)? as f64;
-        Ok((Some(logits.apply_op2_no_bwd(targets, &CrossEntropyGrad { scale })?), None))
+        let scale = g.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        Ok((Some(grads(logits, targets, scale)?), None))
     }
 }
 
@@ -111,4 +111,10 @@ impl CustomOp2 for CrossEntropyGrad {
             Ok((T::to_cpu_storage_owned(out), ll.shape().clone()))
         })
     }
+}
+
+/// `d logits` of `scale ·` the mean cross-entropy.
+pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    let scale = scale / logits.dim(0)? as f64;
+    logits.contiguous()?.apply_op2_no_bwd(&targets.contiguous()?, &CrossEntropyGrad { scale })
 }

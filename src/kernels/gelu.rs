@@ -46,8 +46,13 @@ impl CustomOp1 for Gelu {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)?))
+        Ok(Some(grads(x, g)?))
     }
+}
+
+/// `dx` of `y = gelu(x)` given `g = dy`.
+pub(crate) fn grads(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    x.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)
 }
 
 /// The GELU backward: `CustomOp2(x, g)`.

@@ -70,11 +70,15 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = g.matmul(w)?;
-        let dw = g.t()?.matmul(x)?;
-        let db = g.apply_op1_no_bwd(&ColumnSum)?;
+        let (dx, dw, db) = grads(x, w, g)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
+}
+
+/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
+pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let g = g.contiguous()?;
+    Ok((g.matmul(w)?, g.t()?.matmul(x)?, g.apply_op1_no_bwd(&ColumnSum)?))
 }
 
 /// Sums a `[n, d]` tensor over its rows (the bias gradient), rows split among threads.

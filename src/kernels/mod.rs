@@ -22,12 +22,12 @@
 //! assert!(gap < 1e-6);
 //! ```
 
-mod attention;
+pub(crate) mod attention;
 mod cpu;
-mod cross_entropy;
-mod gelu;
-mod linear;
-mod norm;
+pub(crate) mod cross_entropy;
+pub(crate) mod gelu;
+pub(crate) mod linear;
+pub(crate) mod norm;
 
 use crate::error::Result;
 use crate::grads::SECOND_ORDER_SWITCH;

@@ -73,8 +73,8 @@ impl LayerNorm {
         Ok((T::to_cpu_storage_owned(y), x.1.shape().clone()))
     }
 
-    /// `(dx, dwb)` of the LayerNorm of `s` (the residual sum, already added).
-    fn grads(&self, s: &Tensor, wb: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// `(dx, dwb)` of the LayerNorm of `s` (the residual sum, already added) given `g = dy`.
+    pub(crate) fn grads(&self, s: &Tensor, wb: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let n = s.elem_count() / s.dim(candle_core::D::Minus1)?;
         let packed = s.apply_op3_no_bwd(wb, &g.contiguous()?, &LayerNormGrad { eps: self.eps })?;
         Ok((packed.narrow(0, 0, n)?.reshape(s.shape())?, packed.narrow(0, n, 2)?))

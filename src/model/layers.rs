@@ -74,9 +74,18 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// the device generator is re-seeded from it and draws the mask there (so a CPU run and a GPU
 /// run of the same seed use different, equally valid masks).
 pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
-    let Some(rng) = rng else { return Ok(x.clone()) };
+    match dropout_mask(x, p, rng)? {
+        Some(keep) => Ok((x * keep)?),
+        None => Ok(x.clone()),
+    }
+}
+
+/// The mask of [`dropout`] for a tensor like `x`: `0` or `1/(1−p)` per element, in `x`'s
+/// dtype; `None` when dropout is off.
+pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Option<Tensor>> {
+    let Some(rng) = rng else { return Ok(None) };
     if p == 0.0 {
-        return Ok(x.clone());
+        return Ok(None);
     }
     let scale = 1.0 / (1.0 - p);
     let keep = if x.device().is_cpu() {
@@ -89,7 +98,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Tenso
         x.device().set_seed(rng.random())?;
         (Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?.to_dtype(DType::F32)? * scale)?
     };
-    Ok((x * keep.to_dtype(x.dtype())?)?)
+    Ok(Some(keep.to_dtype(x.dtype())?))
 }
 
 /// Mean cross-entropy of `logits` `[n, vocab]` against `targets` `[n]` (u32), in f32 or f64.

@@ -13,6 +13,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+mod tape;
+
 /// Registry indices of the embedding parameters.
 #[derive(Clone, Debug)]
 struct EmbeddingIds {
@@ -86,6 +88,11 @@ pub struct MlmModel {
     device: Device,
     dtype: DType,
     kernels: Kernels,
+}
+
+/// Per token, whether it is padding (masked out as a key); `None` for batches without padding.
+fn padding_flags(batch: &MlmBatch) -> Option<Vec<bool>> {
+    batch.pad.map(|pad| batch.tokens.iter().map(|&t| t == pad).collect())
 }
 
 /// Registers parameters with initial values drawn from one seeded stream.
@@ -274,23 +281,30 @@ impl MlmModel {
     pub fn hidden_with(&self, params: &[Tensor], batch: &MlmBatch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         self.check_batch(params, batch)?;
         let lang = self.config.languages.index(&batch.lang)?;
-        let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
+        let (_, x) = self.embeddings(params, batch, lang)?;
         let p = |i: usize| &params[i];
-        let ids = Tensor::from_slice(&batch.tokens, b * s, &self.device)?;
-        let mut x = p(self.emb.tok).index_select(&ids, 0)?.reshape((b, s, d))?;
-        x = x.broadcast_add(&p(self.emb.pos).narrow(0, 0, s)?)?;
-        if let Some(l) = self.emb.lang {
-            x = x.broadcast_add(&p(l).narrow(0, lang, 1)?)?;
-        }
-        let x = x.reshape((b * s, d))?;
         let x = self.kernels.layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
         let mut x = dropout(&x, self.config.dropout, rng.as_deref_mut())?;
-        let padded: Option<Vec<bool>> = batch.pad.map(|pad| batch.tokens.iter().map(|&t| t == pad).collect());
+        let s = batch.cols;
+        let padded = padding_flags(batch);
         for (i, block) in self.blocks.iter().enumerate() {
             let adapters = self.adapters.get(lang).map(|a| a[i]);
             x = self.block(params, block, adapters, &x, s, padded.as_deref(), rng.as_deref_mut())?;
         }
         Ok(x)
+    }
+
+    /// The token ids `[batch·seq]` and the summed token, position (and language) embeddings
+    /// `[batch·seq, d]` before their LayerNorm.
+    fn embeddings(&self, params: &[Tensor], batch: &MlmBatch, lang: usize) -> Result<(Tensor, Tensor)> {
+        let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
+        let ids = Tensor::from_slice(&batch.tokens, b * s, &self.device)?;
+        let mut x = params[self.emb.tok].index_select(&ids, 0)?.reshape((b, s, d))?;
+        x = x.broadcast_add(&params[self.emb.pos].narrow(0, 0, s)?)?;
+        if let Some(l) = self.emb.lang {
+            x = x.broadcast_add(&params[l].narrow(0, lang, 1)?)?;
+        }
+        Ok((ids, x.reshape((b * s, d))?))
     }
 
     /// One post-LN block: `LN(x + A(attn(x)))`, then `LN(x + A(ffn(x)))`, where `A` is the

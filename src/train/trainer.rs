@@ -233,22 +233,27 @@ impl Trainer {
         let total_targets: usize = batches.iter().map(|b| b.targets.len()).sum();
         let mut dropout_rng = stream(self.config.seed, Purpose::Dropout, self.step as u64);
         let params = self.model.registry().tensors();
-        let mut total: Option<Tensor> = None;
-        let mut languages = Vec::with_capacity(batches.len());
+        let mut step_grads: Vec<Option<Tensor>> = vec![None; params.len()];
+        let (mut loss, mut languages) = (0.0, Vec::with_capacity(batches.len()));
         for batch in &batches {
-            let loss = self.model.loss_with(&params, batch, Some(&mut dropout_rng))?;
-            languages.push(self.checked(&loss, batch)?);
-            let weighted = (loss * (batch.targets.len() as f64 / total_targets as f64))?;
-            total = Some(match total {
-                Some(t) => (t + weighted)?,
-                None => weighted,
-            });
+            let (batch_loss, grads) = self.model.loss_and_grads(&params, batch, Some(&mut dropout_rng))?;
+            let language = self.checked(&batch_loss, batch)?;
+            let weight = batch.targets.len() as f64 / total_targets as f64;
+            loss += language.loss * weight;
+            languages.push(language);
+            for (sum, g) in step_grads.iter_mut().zip(grads) {
+                if let Some(g) = g {
+                    let g = (g * weight)?;
+                    *sum = Some(match sum.take() {
+                        Some(s) => (s + g)?,
+                        None => g,
+                    });
+                }
+            }
         }
-        let total = total.ok_or_else(|| Error::Config("a step drew no batches".into()))?;
-        let loss = scalar(&total)?;
-        let grads = total.backward()?;
-        let step_grads = params.iter().map(|p| grads.get(p).cloned()).collect();
-        drop(grads);
+        if languages.is_empty() {
+            return Err(Error::Config("a step drew no batches".into()));
+        }
         let lr = self.lr();
         let grad_norm = update(&self.model, &mut self.optimizer, step_grads, self.config.clip_norm, lr, self.step)?;
         Ok(StepReport { step: self.step + 1, loss, languages, lr, grad_norm, meta_loss: None })
