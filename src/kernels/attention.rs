@@ -5,7 +5,7 @@
 //! `h·d/heads` with rows `d` apart, which `gemm` reads through its strides. Scores and
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
-use super::cpu::{float_dispatch, matmul, slice, Float, SharedMut, View};
+use super::cpu::{float_dispatch, matmul, max, slice, sum_by, sum_zip, vectorised, Float, SharedMut, View};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -239,23 +239,18 @@ impl Probabilities {
         let mut probs = per_head(dims, Grid::Square, (q, operand(Grid::Rows, false)), (k, operand(Grid::Rows, true)));
         let (s, scale, pad) = (dims.seq, T::from_f64(self.scale), T::from_f64(PAD_SCORE));
         probs.par_chunks_mut(s).enumerate().for_each(|(row, scores)| {
-            let b = row / (dims.heads * s);
-            let padded = self.padded.as_ref().map(|p| &p[b * s..(b + 1) * s]);
-            let mut max = T::neg_infinity();
-            for (j, x) in scores.iter_mut().enumerate() {
-                *x *= scale;
-                if padded.is_some_and(|p| p[j]) {
-                    *x += pad;
+            vectorised(|| {
+                let b = row / (dims.heads * s);
+                let padded = self.padded.as_ref().map(|p| &p[b * s..(b + 1) * s]);
+                scores.iter_mut().for_each(|x| *x *= scale);
+                if let Some(padded) = padded {
+                    scores.iter_mut().zip(padded).filter(|(_, &p)| p).for_each(|(x, _)| *x += pad);
                 }
-                max = num_traits::Float::max(max, *x);
-            }
-            let mut sum = T::zero();
-            for x in scores.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = T::one() / sum;
-            scores.iter_mut().for_each(|x| *x *= inv);
+                let max = max(scores);
+                scores.iter_mut().for_each(|x| *x = (*x - max).exp_fast());
+                let inv = T::one() / sum_by(scores, |x| x);
+                scores.iter_mut().for_each(|x| *x *= inv);
+            })
         });
         Ok((T::to_cpu_storage_owned(probs), dims.shape(Grid::Square)))
     }
@@ -310,10 +305,12 @@ impl SoftmaxGrad {
         let scale = T::from_f64(self.scale);
         let mut out = vec![T::zero(); p.len()];
         out.par_chunks_mut(s.max(1)).zip(p.par_chunks(s.max(1))).zip(g.par_chunks(s.max(1))).for_each(|((o, p), g)| {
-            let dot = p.iter().zip(g).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
-            for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                *o = scale * p * (g - dot);
-            }
+            vectorised(|| {
+                let dot = sum_zip(p, g, |p, g| p * g);
+                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                    *o = scale * p * (g - dot);
+                }
+            })
         });
         Ok((T::to_cpu_storage_owned(out), pl.shape().clone()))
     }

@@ -8,11 +8,15 @@ use gemm::Parallelism;
 pub(crate) trait Float: WithDType + num_traits::Float + Send + Sync + 'static {
     /// The error function.
     fn erf(self) -> Self;
+
+    /// `e^self`; branch-free in `f32` so that loops over it vectorise.
+    fn exp_fast(self) -> Self;
 }
 
 impl Float for f32 {
     /// A rational approximation on [−4, 4] (Eigen's `generic_fast_erf_float`; erf(±4) = ±1 in
     /// f32), branch-free so that loops over it vectorise; within 1e-6 of the exact value.
+    #[inline(always)]
     fn erf(self) -> Self {
         let x = self.clamp(-4.0, 4.0);
         let x2 = x * x;
@@ -26,11 +30,34 @@ impl Float for f32 {
         }
         x * p / q
     }
+
+    /// Cephes' `expf`: `2^n · e^r` with `|r| ≤ ln2/2` and a degree-7 polynomial for `e^r`;
+    /// within 2 ulp of the exact value. Inputs below −87.3 give 2^-126 (about 1e-38) instead of
+    /// a subnormal or 0, which no softmax or GELU here can tell apart.
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer.
+        let x = self.clamp(-87.3, 88.7);
+        let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+        let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+        let mut p = 1.987_569_1e-4;
+        for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+            p = p * r + c;
+        }
+        let e_r = p * r * r + r + 1.0;
+        e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
 }
 
 impl Float for f64 {
+    #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
     }
 }
 
@@ -145,9 +172,65 @@ pub(crate) unsafe fn matmul<T: Float>(
     )
 }
 
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them (the crate's baseline target is
+/// SSE2), so that the element-wise loop it holds runs on 8-wide vectors. Call it inside each
+/// rayon task: the closure is inlined into the AVX2 copy.
+#[inline(always)]
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
 /// The number of threads the kernels use (rayon's pool, which candle shares).
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads()
+}
+
+/// Independent accumulators of the lane-parallel reductions: floating-point addition is not
+/// associative, so a plain fold is one long dependency chain the compiler may not vectorise.
+const LANES: usize = 8;
+
+/// `Σᵢ f(aᵢ, bᵢ)` over two equally long slices, in [`LANES`] independent partial sums.
+#[inline(always)]
+pub(crate) fn sum_zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += f(x[i], y[i]);
+        }
+    }
+    let tail = ra.iter().zip(rb).fold(T::zero(), |s, (&x, &y)| s + f(x, y));
+    acc.iter().fold(tail, |s, &x| s + x)
+}
+
+/// `Σᵢ f(xᵢ)`, in [`LANES`] independent partial sums.
+#[inline(always)]
+pub(crate) fn sum_by<T: Float>(xs: &[T], f: impl Fn(T) -> T) -> T {
+    sum_zip(xs, xs, |x, _| f(x))
+}
+
+/// The largest element (−∞ for an empty slice), in [`LANES`] independent partial maxima.
+#[inline(always)]
+pub(crate) fn max<T: Float>(xs: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
 }
 
 /// Column sums of a row-major `[rows, d]` buffer, rows split among tasks.
@@ -156,11 +239,13 @@ pub(crate) fn column_sums<T: Float>(x: &[T], d: usize) -> Vec<T> {
     let rows_per_task = (x.len() / d.max(1)).div_ceil(4 * threads()).max(1);
     x.par_chunks(rows_per_task * d.max(1))
         .map(|rows| {
-            let mut acc = vec![T::zero(); d];
-            for row in rows.chunks(d.max(1)) {
-                acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x);
-            }
-            acc
+            vectorised(|| {
+                let mut acc = vec![T::zero(); d];
+                for row in rows.chunks(d.max(1)) {
+                    acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x);
+                }
+                acc
+            })
         })
         .reduce(
             || vec![T::zero(); d],
@@ -182,6 +267,28 @@ mod tests {
             .map(|x| (Float::erf(x as f32) as f64 - libm::erf(x)).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-6, "max |erf error| {worst:e}");
+    }
+
+    #[test]
+    fn fast_f32_exp_matches_the_exact_exp() {
+        let worst = (-87_000..=88_000)
+            .map(|i| i as f64 * 1e-3)
+            .map(|x| ((Float::exp_fast(x as f32) as f64 - (x as f32 as f64).exp()) / (x as f32 as f64).exp()).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 3e-7, "max relative exp error {worst:e}");
+        assert_eq!(Float::exp_fast(0f32), 1.0);
+        assert!(Float::exp_fast(-1e9f32) < 1e-37);
+    }
+
+    #[test]
+    fn lane_reductions_match_plain_folds() {
+        let x: Vec<f64> = (0..37).map(|i| ((i * 7919) % 101) as f64 - 50.0).collect();
+        let y: Vec<f64> = (0..37).map(|i| (i as f64).sin()).collect();
+        let dot: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        assert!((sum_zip(&x, &y, |a, b| a * b) - dot).abs() < 1e-9);
+        assert_eq!(sum_by(&x, |a| a * a), x.iter().map(|a| a * a).sum::<f64>());
+        assert_eq!(max(&x), 50.0);
+        assert_eq!(max::<f64>(&[]), f64::NEG_INFINITY);
     }
 
     #[test]

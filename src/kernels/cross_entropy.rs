@@ -1,6 +1,6 @@
 //! Mean cross-entropy of logits against class ids, with its gradient in one pass per row.
 
-use super::cpu::{float_dispatch, slice, Float};
+use super::cpu::{float_dispatch, max, slice, sum_by, vectorised, Float};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -26,9 +26,10 @@ fn checked<'a>(
 }
 
 /// Row maximum and `log Σ exp(x − max)`.
+#[inline(always)]
 fn log_sum_exp<T: Float>(row: &[T]) -> (T, T) {
-    let max = row.iter().fold(T::neg_infinity(), |m, &x| num_traits::Float::max(m, x));
-    (max, row.iter().fold(T::zero(), |a, &x| a + (x - max).exp()).ln())
+    let max = max(row);
+    (max, sum_by(row, |x| (x - max).exp_fast()).ln())
 }
 
 /// The summed loss of all rows.
@@ -37,8 +38,10 @@ fn forward<T: Float>(logits: &[T], targets: &[u32], v: usize) -> f64 {
         .par_chunks(v)
         .zip(targets.par_iter())
         .map(|(row, &t)| {
-            let (max, lse) = log_sum_exp(row);
-            WithDType::to_f64(max + lse - row[t as usize])
+            vectorised(|| {
+                let (max, lse) = log_sum_exp(row);
+                WithDType::to_f64(max + lse - row[t as usize])
+            })
         })
         .sum()
 }
@@ -48,11 +51,13 @@ fn backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> Ve
     let scale = T::from_f64(scale);
     let mut out = vec![T::zero(); logits.len()];
     out.par_chunks_mut(v).zip(logits.par_chunks(v)).zip(targets.par_iter()).for_each(|((o, row), &t)| {
-        let (max, lse) = log_sum_exp(row);
-        for (o, &x) in o.iter_mut().zip(row) {
-            *o = scale * (x - max - lse).exp();
-        }
-        o[t as usize] -= scale;
+        vectorised(|| {
+            let (max, lse) = log_sum_exp(row);
+            for (o, &x) in o.iter_mut().zip(row) {
+                *o = scale * (x - max - lse).exp_fast();
+            }
+            o[t as usize] -= scale;
+        })
     });
     out
 }

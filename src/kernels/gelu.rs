@@ -1,6 +1,6 @@
 //! The exact (erf) GELU, element-wise; the bias before it is added inside the fused linear map.
 
-use super::cpu::{float_dispatch, slice, Float};
+use super::cpu::{float_dispatch, slice, vectorised, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -14,9 +14,11 @@ fn forward<T: Float>(x: &[T]) -> Vec<T> {
     let (half, rsqrt2) = (T::from_f64(0.5), T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = half * x * (T::one() + (x * rsqrt2).erf());
-        }
+        vectorised(|| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = half * x * (T::one() + (x * rsqrt2).erf());
+            }
+        })
     });
     y
 }
@@ -27,11 +29,13 @@ fn backward<T: Float>(x: &[T], g: &[T]) -> Vec<T> {
     let (half, rsqrt2, rsqrt2pi) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2), c(0.3989422804014327));
     let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((o, x), g)| {
-        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-            let cdf = half * (T::one() + (x * rsqrt2).erf());
-            let pdf = rsqrt2pi * (-half * x * x).exp();
-            *o = g * (cdf + x * pdf);
-        }
+        vectorised(|| {
+            for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                let cdf = half * (T::one() + (x * rsqrt2).erf());
+                let pdf = rsqrt2pi * (-half * x * x).exp_fast();
+                *o = g * (cdf + x * pdf);
+            }
+        })
     });
     out
 }

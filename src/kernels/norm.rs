@@ -3,7 +3,7 @@
 //! The scale and shift travel as one `[2, d]` tensor (`wb`, built with `Tensor::stack`, whose
 //! backward hands each half its gradient), so the op has at most three inputs.
 
-use super::cpu::{float_dispatch, slice, Float};
+use super::cpu::{float_dispatch, slice, sum_by, sum_zip, vectorised, Float};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -16,10 +16,11 @@ pub(crate) struct LayerNorm {
 }
 
 /// Mean and reciprocal standard deviation of one row.
+#[inline(always)]
 fn moments<T: Float>(row: &[T], eps: T) -> (T, T) {
     let n = T::from_f64(row.len() as f64);
-    let mean = row.iter().fold(T::zero(), |a, &x| a + x) / n;
-    let var = row.iter().fold(T::zero(), |a, &x| a + (x - mean) * (x - mean)) / n;
+    let mean = sum_by(row, |x| x) / n;
+    let var = sum_by(row, |x| (x - mean) * (x - mean)) / n;
     (mean, T::one() / (var + eps).sqrt())
 }
 
@@ -42,15 +43,17 @@ fn forward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], d: usize, eps: f64) -> 
     let eps = T::from_f64(eps);
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
-        let xi = &x[i * d..(i + 1) * d];
-        match r {
-            Some(r) => out.iter_mut().zip(xi).zip(&r[i * d..(i + 1) * d]).for_each(|((o, &x), &r)| *o = x + r),
-            None => out.copy_from_slice(xi),
-        }
-        let (mean, rstd) = moments(out, eps);
-        for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
-            *o = (*o - mean) * rstd * w + b;
-        }
+        vectorised(|| {
+            let xi = &x[i * d..(i + 1) * d];
+            match r {
+                Some(r) => out.iter_mut().zip(xi).zip(&r[i * d..(i + 1) * d]).for_each(|((o, &x), &r)| *o = x + r),
+                None => out.copy_from_slice(xi),
+            }
+            let (mean, rstd) = moments(out, eps);
+            for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
+                *o = (*o - mean) * rstd * w + b;
+            }
+        })
     });
     y
 }
@@ -155,27 +158,28 @@ fn backward<T: Float>(s: &[T], wb: &[T], g: &[T], d: usize, eps: f64) -> Vec<T> 
         .par_chunks_mut(ROWS_PER_TASK * d)
         .enumerate()
         .map(|(task, rows)| {
-            let (mut dw, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
-            for (j, dxi) in rows.chunks_mut(d).enumerate() {
-                let i = task * ROWS_PER_TASK + j;
-                let (si, gi) = (&s[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
-                let (mean, rstd) = moments(si, eps);
-                let (mut sum_gh, mut sum_gh_xh) = (T::zero(), T::zero());
-                for c in 0..d {
-                    let xh = (si[c] - mean) * rstd;
-                    let gh = gi[c] * w[c];
-                    sum_gh += gh;
-                    sum_gh_xh += gh * xh;
-                    dw[c] += gi[c] * xh;
-                    db[c] += gi[c];
+            vectorised(|| {
+                let (mut dw, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
+                for (j, dxi) in rows.chunks_mut(d).enumerate() {
+                    let i = task * ROWS_PER_TASK + j;
+                    let (si, gi) = (&s[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+                    let (mean, rstd) = moments(si, eps);
+                    for c in 0..d {
+                        let xh = (si[c] - mean) * rstd;
+                        dw[c] += gi[c] * xh;
+                        db[c] += gi[c];
+                        // dxi holds ĝ = g ⊙ w until the last loop.
+                        dxi[c] = gi[c] * w[c];
+                    }
+                    let mean_gh = sum_by(dxi, |gh| gh) / width;
+                    let mean_gh_xh = sum_zip(dxi, si, |gh, s| gh * (s - mean) * rstd) / width;
+                    for c in 0..d {
+                        let xh = (si[c] - mean) * rstd;
+                        dxi[c] = rstd * (dxi[c] - mean_gh - xh * mean_gh_xh);
+                    }
                 }
-                let (mean_gh, mean_gh_xh) = (sum_gh / width, sum_gh_xh / width);
-                for c in 0..d {
-                    let xh = (si[c] - mean) * rstd;
-                    dxi[c] = rstd * (gi[c] * w[c] - mean_gh - xh * mean_gh_xh);
-                }
-            }
-            (dw, db)
+                (dw, db)
+            })
         })
         .collect();
     let (dw, db) = out[n * d..].split_at_mut(d);
