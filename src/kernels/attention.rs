@@ -5,7 +5,7 @@
 //! `h·d/heads` with rows `d` apart, which `gemm` reads through its strides. Scores and
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
-use super::cpu::{float_dispatch, matmul, max, slice, sum_by, sum_zip, vectorised, Float, SharedMut, View};
+use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, Float, SharedMut, View};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -203,6 +203,30 @@ impl CustomOp2 for HeadProduct {
     }
 }
 
+multiversion! {
+    /// `softmax(scale · scores + mask)` of one row in place; padded keys get [`PAD_SCORE`].
+    fn softmax_row<T>(scores: &mut [T], padded: Option<&[bool]>, scale: T, pad: T) {
+        scores.iter_mut().for_each(|x| *x *= scale);
+        if let Some(padded) = padded {
+            scores.iter_mut().zip(padded).filter(|(_, &p)| p).for_each(|(x, _)| *x += pad);
+        }
+        let max = max(scores);
+        scores.iter_mut().for_each(|x| *x = (*x - max).exp_fast());
+        let inv = T::one() / sum_by(scores, |x| x);
+        scores.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+multiversion! {
+    /// `o = scale · p ⊙ (g − p·g)` for one row.
+    fn softmax_grad_row<T>(o: &mut [T], p: &[T], g: &[T], scale: T) {
+        let dot = sum_zip(p, g, |p, g| p * g);
+        for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+            *o = scale * p * (g - dot);
+        }
+    }
+}
+
 /// Attention probabilities `softmax(scale · Q·Kᵀ + mask)` per head, `[batch, heads, seq, seq]`.
 pub(crate) struct Probabilities {
     pub heads: usize,
@@ -239,18 +263,8 @@ impl Probabilities {
         let mut probs = per_head(dims, Grid::Square, (q, operand(Grid::Rows, false)), (k, operand(Grid::Rows, true)));
         let (s, scale, pad) = (dims.seq, T::from_f64(self.scale), T::from_f64(PAD_SCORE));
         probs.par_chunks_mut(s).enumerate().for_each(|(row, scores)| {
-            vectorised(|| {
-                let b = row / (dims.heads * s);
-                let padded = self.padded.as_ref().map(|p| &p[b * s..(b + 1) * s]);
-                scores.iter_mut().for_each(|x| *x *= scale);
-                if let Some(padded) = padded {
-                    scores.iter_mut().zip(padded).filter(|(_, &p)| p).for_each(|(x, _)| *x += pad);
-                }
-                let max = max(scores);
-                scores.iter_mut().for_each(|x| *x = (*x - max).exp_fast());
-                let inv = T::one() / sum_by(scores, |x| x);
-                scores.iter_mut().for_each(|x| *x *= inv);
-            })
+            let b = row / (dims.heads * s);
+            softmax_row(scores, self.padded.as_ref().map(|p| &p[b * s..(b + 1) * s]), scale, pad);
         });
         Ok((T::to_cpu_storage_owned(probs), dims.shape(Grid::Square)))
     }
@@ -304,14 +318,11 @@ impl SoftmaxGrad {
         let s = *pl.dims().last().unwrap_or(&1);
         let scale = T::from_f64(self.scale);
         let mut out = vec![T::zero(); p.len()];
-        out.par_chunks_mut(s.max(1)).zip(p.par_chunks(s.max(1))).zip(g.par_chunks(s.max(1))).for_each(|((o, p), g)| {
-            vectorised(|| {
-                let dot = sum_zip(p, g, |p, g| p * g);
-                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                    *o = scale * p * (g - dot);
-                }
-            })
-        });
+        let s = s.max(1);
+        out.par_chunks_mut(s)
+            .zip(p.par_chunks(s))
+            .zip(g.par_chunks(s))
+            .for_each(|((o, p), g)| softmax_grad_row(o, p, g, scale));
         Ok((T::to_cpu_storage_owned(out), pl.shape().clone()))
     }
 }

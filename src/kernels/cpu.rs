@@ -172,22 +172,33 @@ pub(crate) unsafe fn matmul<T: Float>(
     )
 }
 
-/// Runs `f` compiled for AVX2 and FMA when the CPU has them (the crate's baseline target is
-/// SSE2), so that the element-wise loop it holds runs on 8-wide vectors. Call it inside each
-/// rayon task: the closure is inlined into the AVX2 copy.
-#[inline(always)]
-pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { avx2(f) };
-    }
-    f()
+/// Whether the CPU has AVX2 and FMA (cached by std after the first check).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
+
+/// Defines a generic kernel function twice over: a copy compiled for AVX2 and FMA, used when
+/// the CPU has them, and the crate's baseline (SSE2) copy, so that the element-wise loops of
+/// its body run on 8-wide vectors. Everything the body calls should be `#[inline(always)]`.
+macro_rules! multiversion {
+    ($(#[$attr:meta])* fn $name:ident<$t:ident>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$attr])*
+        fn $name<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? $body
+                if $crate::kernels::cpu::has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { avx2::<$t>($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+pub(crate) use multiversion;
 
 /// The number of threads the kernels use (rayon's pool, which candle shares).
 pub(crate) fn threads() -> usize {
@@ -233,19 +244,24 @@ pub(crate) fn max<T: Float>(xs: &[T]) -> T {
     acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
 }
 
+multiversion! {
+    /// Adds every `acc.len()`-wide row of `rows` to `acc`.
+    fn add_rows<T>(acc: &mut [T], rows: &[T]) {
+        for row in rows.chunks(acc.len().max(1)) {
+            acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x);
+        }
+    }
+}
+
 /// Column sums of a row-major `[rows, d]` buffer, rows split among tasks.
 pub(crate) fn column_sums<T: Float>(x: &[T], d: usize) -> Vec<T> {
     use rayon::prelude::*;
     let rows_per_task = (x.len() / d.max(1)).div_ceil(4 * threads()).max(1);
     x.par_chunks(rows_per_task * d.max(1))
         .map(|rows| {
-            vectorised(|| {
-                let mut acc = vec![T::zero(); d];
-                for row in rows.chunks(d.max(1)) {
-                    acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x);
-                }
-                acc
-            })
+            let mut acc = vec![T::zero(); d];
+            add_rows(&mut acc, rows);
+            acc
         })
         .reduce(
             || vec![T::zero(); d],

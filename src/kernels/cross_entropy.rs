@@ -1,6 +1,6 @@
 //! Mean cross-entropy of logits against class ids, with its gradient in one pass per row.
 
-use super::cpu::{float_dispatch, max, slice, sum_by, vectorised, Float};
+use super::cpu::{float_dispatch, max, multiversion, slice, sum_by, Float};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -32,33 +32,38 @@ fn log_sum_exp<T: Float>(row: &[T]) -> (T, T) {
     (max, sum_by(row, |x| (x - max).exp_fast()).ln())
 }
 
+multiversion! {
+    /// `logsumexp(row) − row[t]`.
+    fn row_loss<T>(row: &[T], t: usize) -> T {
+        let (max, lse) = log_sum_exp(row);
+        max + lse - row[t]
+    }
+}
+
+multiversion! {
+    /// `o = scale · (softmax(row) − onehot(t))`.
+    fn row_grad<T>(o: &mut [T], row: &[T], t: usize, scale: T) {
+        let (max, lse) = log_sum_exp(row);
+        for (o, &x) in o.iter_mut().zip(row) {
+            *o = scale * (x - max - lse).exp_fast();
+        }
+        o[t] -= scale;
+    }
+}
+
 /// The summed loss of all rows.
 fn forward<T: Float>(logits: &[T], targets: &[u32], v: usize) -> f64 {
-    logits
-        .par_chunks(v)
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
-            vectorised(|| {
-                let (max, lse) = log_sum_exp(row);
-                WithDType::to_f64(max + lse - row[t as usize])
-            })
-        })
-        .sum()
+    logits.par_chunks(v).zip(targets.par_iter()).map(|(row, &t)| WithDType::to_f64(row_loss(row, t as usize))).sum()
 }
 
 /// `scale · (softmax(logits) − onehot(target))`, row by row.
 fn backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> Vec<T> {
     let scale = T::from_f64(scale);
     let mut out = vec![T::zero(); logits.len()];
-    out.par_chunks_mut(v).zip(logits.par_chunks(v)).zip(targets.par_iter()).for_each(|((o, row), &t)| {
-        vectorised(|| {
-            let (max, lse) = log_sum_exp(row);
-            for (o, &x) in o.iter_mut().zip(row) {
-                *o = scale * (x - max - lse).exp_fast();
-            }
-            o[t as usize] -= scale;
-        })
-    });
+    out.par_chunks_mut(v)
+        .zip(logits.par_chunks(v))
+        .zip(targets.par_iter())
+        .for_each(|((o, row), &t)| row_grad(o, row, t as usize, scale));
     out
 }
 

@@ -1,6 +1,6 @@
 //! The exact (erf) GELU, element-wise; the bias before it is added inside the fused linear map.
 
-use super::cpu::{float_dispatch, slice, vectorised, Float};
+use super::cpu::{float_dispatch, multiversion, slice, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -10,33 +10,42 @@ const CHUNK: usize = 4096;
 /// `x·Φ(x)` with `Φ` the standard normal distribution function.
 pub(crate) struct Gelu;
 
+multiversion! {
+    /// `y = x·Φ(x)` element by element.
+    fn gelu_chunk<T>(y: &mut [T], x: &[T]) {
+        let (half, rsqrt2) = (T::from_f64(0.5), T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = half * x * (T::one() + (x * rsqrt2).erf());
+        }
+    }
+}
+
+multiversion! {
+    /// `o = g · (Φ(x) + x·φ(x))` element by element.
+    fn gelu_grad_chunk<T>(o: &mut [T], x: &[T], g: &[T]) {
+        let c = |v: f64| T::from_f64(v);
+        let (half, rsqrt2, rsqrt2pi) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2), c(0.3989422804014327));
+        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+            let cdf = half * (T::one() + (x * rsqrt2).erf());
+            let pdf = rsqrt2pi * (-half * x * x).exp_fast();
+            *o = g * (cdf + x * pdf);
+        }
+    }
+}
+
 fn forward<T: Float>(x: &[T]) -> Vec<T> {
-    let (half, rsqrt2) = (T::from_f64(0.5), T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-        vectorised(|| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = half * x * (T::one() + (x * rsqrt2).erf());
-            }
-        })
-    });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| gelu_chunk(y, x));
     y
 }
 
 /// `g · (Φ(x) + x·φ(x))`.
 fn backward<T: Float>(x: &[T], g: &[T]) -> Vec<T> {
-    let c = |v: f64| T::from_f64(v);
-    let (half, rsqrt2, rsqrt2pi) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2), c(0.3989422804014327));
     let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((o, x), g)| {
-        vectorised(|| {
-            for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                let cdf = half * (T::one() + (x * rsqrt2).erf());
-                let pdf = rsqrt2pi * (-half * x * x).exp_fast();
-                *o = g * (cdf + x * pdf);
-            }
-        })
-    });
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|((o, x), g)| gelu_grad_chunk(o, x, g));
     out
 }
 

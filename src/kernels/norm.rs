@@ -3,7 +3,7 @@
 //! The scale and shift travel as one `[2, d]` tensor (`wb`, built with `Tensor::stack`, whose
 //! backward hands each half its gradient), so the op has at most three inputs.
 
-use super::cpu::{float_dispatch, slice, sum_by, sum_zip, vectorised, Float};
+use super::cpu::{float_dispatch, multiversion, slice, sum_by, sum_zip, Float};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -38,22 +38,27 @@ fn rows_and_width(xl: &Layout, others: &[&Layout], wbl: &Layout, op: &str) -> ca
     Ok((n, d))
 }
 
+multiversion! {
+    /// `out = LN(x [+ r]) · w + b` for one row.
+    fn norm_row<T>(out: &mut [T], x: &[T], r: Option<&[T]>, w: &[T], b: &[T], eps: T) {
+        match r {
+            Some(r) => out.iter_mut().zip(x).zip(r).for_each(|((o, &x), &r)| *o = x + r),
+            None => out.copy_from_slice(x),
+        }
+        let (mean, rstd) = moments(out, eps);
+        for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
+            *o = (*o - mean) * rstd * w + b;
+        }
+    }
+}
+
 fn forward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], d: usize, eps: f64) -> Vec<T> {
     let (w, b) = wb.split_at(d);
     let eps = T::from_f64(eps);
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
-        vectorised(|| {
-            let xi = &x[i * d..(i + 1) * d];
-            match r {
-                Some(r) => out.iter_mut().zip(xi).zip(&r[i * d..(i + 1) * d]).for_each(|((o, &x), &r)| *o = x + r),
-                None => out.copy_from_slice(xi),
-            }
-            let (mean, rstd) = moments(out, eps);
-            for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
-                *o = (*o - mean) * rstd * w + b;
-            }
-        })
+        let rows = i * d..(i + 1) * d;
+        norm_row(out, &x[rows.clone()], r.map(|r| &r[rows]), w, b, eps);
     });
     y
 }
@@ -147,39 +152,45 @@ struct LayerNormGrad {
     eps: f64,
 }
 
+multiversion! {
+    /// For rows `s` of the residual sum and their output gradients `g`: writes the input
+    /// gradients into `dx` and adds the scale and shift gradients into `dw` and `db`.
+    fn norm_grad_rows<T>(dx: &mut [T], s: &[T], g: &[T], w: &[T], dw: &mut [T], db: &mut [T], eps: T) {
+        let d = w.len();
+        let width = T::from_f64(d as f64);
+        for ((dxi, si), gi) in dx.chunks_mut(d).zip(s.chunks(d)).zip(g.chunks(d)) {
+            let (mean, rstd) = moments(si, eps);
+            for c in 0..d {
+                let xh = (si[c] - mean) * rstd;
+                dw[c] += gi[c] * xh;
+                db[c] += gi[c];
+                // dxi holds ĝ = g ⊙ w until the last loop.
+                dxi[c] = gi[c] * w[c];
+            }
+            let mean_gh = sum_by(dxi, |gh| gh) / width;
+            let mean_gh_xh = sum_zip(dxi, si, |gh, s| gh * (s - mean) * rstd) / width;
+            for c in 0..d {
+                let xh = (si[c] - mean) * rstd;
+                dxi[c] = rstd * (dxi[c] - mean_gh - xh * mean_gh_xh);
+            }
+        }
+    }
+}
+
 fn backward<T: Float>(s: &[T], wb: &[T], g: &[T], d: usize, eps: f64) -> Vec<T> {
     let w = &wb[..d];
     let eps = T::from_f64(eps);
     let n = s.len() / d;
-    let width = T::from_f64(d as f64);
     let mut out = vec![T::zero(); (n + 2) * d];
     let (dx, _) = out.split_at_mut(n * d);
     let partial: Vec<(Vec<T>, Vec<T>)> = dx
         .par_chunks_mut(ROWS_PER_TASK * d)
         .enumerate()
         .map(|(task, rows)| {
-            vectorised(|| {
-                let (mut dw, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
-                for (j, dxi) in rows.chunks_mut(d).enumerate() {
-                    let i = task * ROWS_PER_TASK + j;
-                    let (si, gi) = (&s[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
-                    let (mean, rstd) = moments(si, eps);
-                    for c in 0..d {
-                        let xh = (si[c] - mean) * rstd;
-                        dw[c] += gi[c] * xh;
-                        db[c] += gi[c];
-                        // dxi holds ĝ = g ⊙ w until the last loop.
-                        dxi[c] = gi[c] * w[c];
-                    }
-                    let mean_gh = sum_by(dxi, |gh| gh) / width;
-                    let mean_gh_xh = sum_zip(dxi, si, |gh, s| gh * (s - mean) * rstd) / width;
-                    for c in 0..d {
-                        let xh = (si[c] - mean) * rstd;
-                        dxi[c] = rstd * (dxi[c] - mean_gh - xh * mean_gh_xh);
-                    }
-                }
-                (dw, db)
-            })
+            let (mut dw, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
+            let span = task * ROWS_PER_TASK * d..task * ROWS_PER_TASK * d + rows.len();
+            norm_grad_rows(rows, &s[span.clone()], &g[span], w, &mut dw, &mut db, eps);
+            (dw, db)
         })
         .collect();
     let (dw, db) = out[n * d..].split_at_mut(d);
