@@ -149,3 +149,32 @@ fn fused_ops_reject_mismatched_shapes_with_a_message() {
     let err = Kernels::Fused.cross_entropy(&logits, &targets).unwrap_err().to_string();
     assert!(err.contains("target 9"), "{err}");
 }
+
+#[test]
+fn fused_adamw_matches_the_update_rule_written_out() {
+    use candle_core::Var;
+    use interference::train::{AdamW, AdamWConfig};
+    let config = AdamWConfig::default();
+    let theta0: Vec<f64> = (0..40_000).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+    let var = Var::from_tensor(&Tensor::new(theta0.as_slice(), &Device::Cpu).unwrap()).unwrap();
+    let mut adam = AdamW::new(config, 1);
+    let (mut theta, mut m, mut v) = (theta0.clone(), vec![0.0; theta0.len()], vec![0.0; theta0.len()]);
+    for t in 1..=3 {
+        let g: Vec<f64> = (0..theta0.len()).map(|i| ((i * t * 13) % 17) as f64 / 8.0 - 1.0).collect();
+        let lr = 0.01 * t as f64;
+        adam.step(&[&var], &[Some(Tensor::new(g.as_slice(), &Device::Cpu).unwrap())], &[true], lr).unwrap();
+        let (bc1, bc2) = (1.0 - config.beta1.powi(t as i32), 1.0 - config.beta2.powi(t as i32));
+        for i in 0..theta.len() {
+            m[i] = config.beta1 * m[i] + (1.0 - config.beta1) * g[i];
+            v[i] = config.beta2 * v[i] + (1.0 - config.beta2) * g[i] * g[i];
+            theta[i] =
+                theta[i] * (1.0 - lr * config.weight_decay) - lr / bc1 * m[i] / ((v[i] / bc2).sqrt() + config.eps);
+        }
+    }
+    let got: Vec<f64> = var.as_tensor().to_vec1().unwrap();
+    let worst = got.iter().zip(&theta).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "θ differs by {worst:e}");
+    let state = adam.state()[0].as_ref().unwrap();
+    let m_got: Vec<f64> = state.m.to_vec1().unwrap();
+    assert!(m_got.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-12));
+}

@@ -187,6 +187,7 @@ macro_rules! multiversion {
         fn $name<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                $(#[$attr])*
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? $body
                 if $crate::kernels::cpu::has_avx2() {

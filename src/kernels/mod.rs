@@ -22,6 +22,7 @@
 //! assert!(gap < 1e-6);
 //! ```
 
+pub(crate) mod adamw;
 pub(crate) mod attention;
 mod cpu;
 pub(crate) mod cross_entropy;

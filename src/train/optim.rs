@@ -1,6 +1,7 @@
 //! AdamW with decoupled weight decay, global-norm clipping and a warm-up + linear-decay schedule.
 
 use crate::error::{Error, Result};
+use crate::kernels::adamw::{self, Hyper};
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -79,14 +80,22 @@ impl AdamW {
             }
             let Some(st) = self.state[i].as_mut() else { continue };
             st.t += 1;
-            st.m = ((&st.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            st.v = ((&st.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let bc1 = 1.0 - c.beta1.powi(st.t as i32);
             let bc2 = 1.0 - c.beta2.powi(st.t as i32);
+            let decay_factor = if decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
+            let theta = var.as_tensor().detach();
+            let hyper = Hyper { step: lr / bc1, beta1: c.beta1, beta2: c.beta2, bc2, eps: c.eps, decay: decay_factor };
+            if let Some((theta, m, v)) = adamw::update(&theta, &g, &st.m, &st.v, hyper)? {
+                // One pass on the CPU (crate::kernels::adamw); the same arithmetic as below.
+                (st.m, st.v) = (m, v);
+                var.set(&theta)?;
+                continue;
+            }
+            st.m = ((&st.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            st.v = ((&st.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let denom = ((&st.v / bc2)?.sqrt()? + c.eps)?;
             let update = ((&st.m * (lr / bc1))? / denom)?;
-            let theta = var.as_tensor().detach();
-            let theta = if decay[i] { (&theta * (1.0 - lr * c.weight_decay))? } else { theta };
+            let theta = if decay[i] { (theta * decay_factor)? } else { theta };
             var.set(&(theta - update)?)?;
         }
         Ok(())

@@ -243,7 +243,7 @@ impl Trainer {
             languages.push(language);
             for (sum, g) in step_grads.iter_mut().zip(grads) {
                 if let Some(g) = g {
-                    let g = (g * weight)?;
+                    let g = if weight == 1.0 { g } else { (g * weight)? };
                     *sum = Some(match sum.take() {
                         Some(s) => (s + g)?,
                         None => g,
