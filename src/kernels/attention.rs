@@ -5,7 +5,7 @@
 //! `h·d/heads` with rows `d` apart, which `gemm` reads through its strides. Scores and
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
-use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, Float, SharedMut, View};
+use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, written, Float, SharedMut, View};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -90,8 +90,13 @@ const fn operand(grid: Grid, transposed: bool) -> Operand {
 /// `out[b, h] = lhs[b, h] · rhs[b, h]` for every sequence and head, one task per pair.
 fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], Operand)) -> Vec<T> {
     let len = dims.shape(out).elem_count();
-    let mut dst = vec![T::zero(); len];
-    let ptr = SharedMut(dst.as_mut_ptr());
+    // SAFETY: the (sequence, head) matrices of `out` tile all `len` elements, and each task's
+    // product writes its matrix completely.
+    unsafe { written(len, |dst| fill_per_head(dims, out, SharedMut(dst), lhs, rhs)) }
+}
+
+/// The tasks of [`per_head`], writing into `ptr`.
+fn fill_per_head<T: Float>(dims: Dims, out: Grid, ptr: SharedMut<T>, lhs: (&[T], Operand), rhs: (&[T], Operand)) {
     (0..dims.batch * dims.heads).into_par_iter().for_each(|task| {
         let (b, h) = (task / dims.heads, task % dims.heads);
         let (dv, (m, n)) = dims.view(out, b, h);
@@ -108,7 +113,6 @@ fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], O
         // every view lies inside its buffer by construction of `Dims`.
         unsafe { matmul((m, n, k), ptr.get(), dv, false, lhs.0.as_ptr(), av, rhs.0.as_ptr(), bv, 1) };
     });
-    dst
 }
 
 /// Which per-head product a [`HeadProduct`] computes.

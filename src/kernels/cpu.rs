@@ -201,6 +201,19 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+/// A fresh buffer of `len` elements that `write` fills completely through the raw pointer it
+/// is given — no zeroing first (a matrix product overwrites its output anyway).
+///
+/// # Safety
+/// `write` must initialise all `len` elements before it returns.
+pub(crate) unsafe fn written<T: Copy>(len: usize, write: impl FnOnce(*mut T)) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    write(out.as_mut_ptr());
+    // SAFETY: the caller guarantees that `write` initialised all `len` elements.
+    out.set_len(len);
+    out
+}
+
 /// The number of threads the kernels use (rayon's pool, which candle shares).
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads()

@@ -1,7 +1,7 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
-use super::cpu::{column_sums, float_dispatch, matmul, slice, threads, Float, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use super::cpu::{column_sums, float_dispatch, matmul, slice, threads, written, Float, View};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 /// The fused linear map; its backward is three plain matrix products and a column sum.
 pub(crate) struct Linear;
@@ -77,8 +77,72 @@ impl CustomOp3 for Linear {
 
 /// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let g = g.contiguous()?;
-    Ok((g.matmul(w)?, g.t()?.matmul(x)?, g.apply_op1_no_bwd(&ColumnSum)?))
+    let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
+    let dx = g.apply_op2_no_bwd(&w, &Product { lhs_transposed: false })?;
+    let dw = g.apply_op2_no_bwd(&x, &Product { lhs_transposed: true })?;
+    Ok((dx, dw, g.apply_op1_no_bwd(&ColumnSum)?))
+}
+
+/// `a · b` or `aᵀ · b` of row-major matrices, into an output that is not zeroed first.
+struct Product {
+    lhs_transposed: bool,
+}
+
+impl Product {
+    fn run<T: Float>(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ((ar, ac), (br, bc)) = (al.shape().dims2()?, bl.shape().dims2()?);
+        let (m, k) = if self.lhs_transposed { (ac, ar) } else { (ar, ac) };
+        if k != br {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {:?} and {:?} do not multiply",
+                self.name(),
+                al.dims(),
+                bl.dims()
+            )));
+        }
+        let (a, b) = (slice::<T>(a, al, self.name())?, slice::<T>(b, bl, self.name())?);
+        let av = if self.lhs_transposed { View::rows(0, ac).t() } else { View::rows(0, ac) };
+        // SAFETY: the views address the `m×k`, `k×bc` and `m×bc` matrices the buffers hold, and
+        // the product writes every element of the output.
+        let out = unsafe {
+            written(m * bc, |dst| {
+                matmul(
+                    (m, bc, k),
+                    dst,
+                    View::rows(0, bc),
+                    false,
+                    a.as_ptr(),
+                    av,
+                    b.as_ptr(),
+                    View::rows(0, bc),
+                    threads(),
+                )
+            })
+        };
+        Ok((T::to_cpu_storage_owned(out), Shape::from((m, bc))))
+    }
+}
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "fused-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        float_dispatch!(a, self.name(), T => self.run::<T>(a, al, b, bl))
+    }
 }
 
 /// Sums a `[n, d]` tensor over its rows (the bias gradient), rows split among threads.
