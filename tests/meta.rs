@@ -2,14 +2,15 @@
 //! meta-gradient against finite differences of the meta objective (exact and
 //! finite-difference orders), and gradient surgery against a direct vector implementation.
 
-use candle_core::{DType, Device, Tensor, Var};
-use interference::batch::MlmBatch;
+use candle_core::{Device, Tensor, Var};
 use interference::grads::enable_second_order;
-use interference::model::{MlmModel, ModelConfig, ParamGroup};
+use interference::kernels::Kernels;
 use interference::rng::{stream, Purpose};
-use interference::train::{gradvac, meta_gradient, pcgrad, MetaConfig, MetaOrder};
-use interference::{Lang, LangSet};
+use interference::train::{gradvac, pcgrad, MetaOrder};
 use rand::seq::SliceRandom;
+
+#[path = "common/meta_fd.rs"]
+mod meta_fd;
 
 fn v(values: &[f64]) -> Var {
     Var::new(values, &Device::Cpu).unwrap()
@@ -61,100 +62,14 @@ fn mixed_hessian_vector_product_matches_its_closed_form() {
     assert!(err(&fd) < 1e-7);
 }
 
-fn tiny_model() -> MlmModel {
-    let config = ModelConfig {
-        vocab_size: 17,
-        d_model: 8,
-        layers: 1,
-        heads: 2,
-        d_ff: 12,
-        max_len: 8,
-        dropout: 0.0,
-        lang_embeddings: true,
-        adapter_bottleneck: 3,
-        languages: LangSet::parse(&["aa", "bb"]).unwrap(),
-        ln_eps: 1e-5,
-    };
-    let model = MlmModel::new(config, 4, DType::F64, &Device::Cpu).unwrap();
-    // Adapters start near the identity; make them matter so the meta-gradient is well resolved.
-    for (info, var) in model.registry().infos().iter().zip(model.registry().vars()) {
-        if info.name.ends_with("up.weight") {
-            var.set(&(var.as_tensor() * 200.0).unwrap()).unwrap();
-        }
-    }
-    model
-}
-
-fn batch(lang: &str, tokens: [u32; 6], positions: Vec<u32>, targets: Vec<u32>) -> MlmBatch {
-    MlmBatch {
-        lang: Lang::new(lang).unwrap(),
-        rows: 1,
-        cols: 6,
-        tokens: tokens.to_vec(),
-        positions,
-        targets,
-        pad: None,
-    }
-}
-
-/// The meta objective M(φ) = mean_k L_meta_k(θ − α∇θ L_train(θ, φ), φ) at adapter values φ
-/// (only the look-ahead's gradient is taken; no second-order code).
-fn meta_objective(model: &MlmModel, params: &[Tensor], lookahead: &MlmBatch, meta: &[MlmBatch], alpha: f64) -> f64 {
-    let grads = model.loss_with(params, lookahead, None).unwrap().backward().unwrap();
-    let mut lifted: Vec<Tensor> = params.to_vec();
-    for p in model.registry().indices_in(&ParamGroup::Shared) {
-        if let Some(g) = grads.get(&params[p]) {
-            lifted[p] = (params[p].detach() - (g * alpha).unwrap()).unwrap();
-        }
-    }
-    let losses: f64 = meta.iter().map(|b| model.loss_with(&lifted, b, None).unwrap().to_scalar::<f64>().unwrap()).sum();
-    losses / meta.len() as f64
-}
-
 #[test]
 fn meta_gradient_matches_finite_differences_of_the_meta_objective() {
     enable_second_order();
-    let model = tiny_model();
-    let lang = Lang::new("aa").unwrap();
-    let lookahead = batch("aa", [2, 5, 4, 9, 3, 11], vec![2, 4], vec![6, 13]);
-    let meta =
-        vec![batch("aa", [2, 7, 4, 8, 3, 12], vec![2], vec![10]), batch("bb", [2, 14, 16, 4, 3, 6], vec![3], vec![15])];
-    let config = MetaConfig { inner_lr: 0.5, fd_radius: 1e-4, ..MetaConfig::default() };
-
-    let registry = model.registry();
-    let phi = registry.indices_in(&ParamGroup::Specific(lang.clone()));
-    let base = registry.tensors();
-    let h = 1e-5;
-    let mut oracle: Vec<Vec<f64>> = Vec::new();
-    for &p in &phi {
-        let flat = host(&base[p].flatten_all().unwrap());
-        let mut g = Vec::with_capacity(flat.len());
-        for j in 0..flat.len() {
-            let at = |d: f64| {
-                let mut values = flat.clone();
-                values[j] += d;
-                let mut params = base.clone();
-                params[p] = Tensor::from_vec(values, base[p].shape(), &Device::Cpu).unwrap();
-                meta_objective(&model, &params, &lookahead, &meta, config.inner_lr)
-            };
-            g.push((at(h) - at(-h)) / (2.0 * h));
-        }
-        oracle.push(g);
-    }
-    let rel = |order: MetaOrder| -> f64 {
-        let mg =
-            meta_gradient(&model, &lang, &lookahead, &meta, &MetaConfig { order, ..config.clone() }, None).unwrap();
-        let (mut diff, mut norm) = (0.0, 0.0);
-        for ((p, g), o) in mg.grads.iter().zip(&oracle) {
-            assert!(phi.contains(p));
-            for (a, b) in host(&g.flatten_all().unwrap()).iter().zip(o) {
-                diff += (a - b).powi(2);
-                norm += b * b;
-            }
-        }
-        (diff / norm).sqrt()
-    };
-    let (exact, fd, first) = (rel(MetaOrder::Exact), rel(MetaOrder::FiniteDifference), rel(MetaOrder::FirstOrder));
+    let errors = meta_fd::meta_gradient_errors(
+        Kernels::Reference,
+        &[MetaOrder::Exact, MetaOrder::FiniteDifference, MetaOrder::FirstOrder],
+    );
+    let (exact, fd, first) = (errors[0], errors[1], errors[2]);
     println!("meta-gradient relative error vs finite differences of M(φ): exact {exact:e}, finite-difference HVP {fd:e}, first order {first:e}");
     assert!(exact < 1e-5, "exact {exact}");
     assert!(fd < 1e-4, "finite difference {fd}");
