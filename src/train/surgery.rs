@@ -11,7 +11,7 @@
 use super::config::{Granularity, Method};
 use super::trainer::{update, LangLoss, StepReport, Trainer};
 use crate::error::Result;
-use crate::grads::{combine, group_gram, param_grams, scalar};
+use crate::grads::{combine, group_gram, param_grams};
 use crate::model::ParamGroup;
 use crate::rng::{stream, Purpose};
 use candle_core::Tensor;
@@ -93,17 +93,16 @@ impl Trainer {
         let mut loss = 0.0;
         for batch in &batches {
             let weight = batch.targets.len() as f64 / total_targets as f64;
-            let l = (self.model.loss_with(&params, batch, Some(&mut dropout))? * weight)?;
-            let mut reported = self.checked(&l, batch)?;
-            reported.loss /= weight;
-            loss += scalar(&l)?;
+            let (l, batch_grads) = self.model.loss_and_grads(&params, batch, Some(&mut dropout))?;
+            let reported = self.checked(&l, batch)?;
+            loss += reported.loss * weight;
             languages.push(reported);
-            let store = l.backward()?;
             sets.push(
-                params
-                    .iter()
-                    .map(|p| store.get(p).map_or_else(|| p.zeros_like(), |g| Ok(g.detach())))
-                    .collect::<candle_core::Result<_>>()?,
+                batch_grads
+                    .into_iter()
+                    .zip(&params)
+                    .map(|(g, p)| Ok(g.map_or_else(|| p.zeros_like(), |g| g.detach() * weight)?))
+                    .collect::<Result<_>>()?,
             );
         }
         let n = sets.len();
