@@ -45,15 +45,25 @@ pub fn param_grams(sets: &[&[Tensor]], params: &[usize]) -> Result<Vec<f64>> {
     if sets.is_empty() || params.is_empty() {
         return Ok(Vec::new());
     }
-    let grams = params
-        .iter()
-        .map(|&p| {
-            let rows = sets.iter().map(|s| s[p].flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
-            let g = Tensor::stack(&rows, 0)?;
-            g.matmul(&g.t()?)
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(Tensor::stack(&grams, 0)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+    let mut host = Vec::with_capacity(params.len() * sets.len() * sets.len());
+    let mut on_device = Vec::new();
+    for &p in params {
+        let rows = sets.iter().map(|s| s[p].flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
+        // On the CPU, all pairwise dot products in one cache-friendly pass (crate::kernels).
+        if let Some(gram) = crate::kernels::gram::gram(&rows)? {
+            host.extend(gram);
+            continue;
+        }
+        let g = Tensor::stack(&rows, 0)?;
+        on_device.push(g.matmul(&g.t()?)?);
+    }
+    if on_device.is_empty() {
+        return Ok(host);
+    }
+    if !host.is_empty() {
+        return Err(Error::Shape("gradient sets mix CPU and GPU tensors or dtypes".into()));
+    }
+    Ok(Tensor::stack(&on_device, 0)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }
 
 /// The `n × n` Gram matrix of a group: the sum of the per-parameter Grams (from

@@ -27,6 +27,7 @@ pub(crate) mod attention;
 mod cpu;
 pub(crate) mod cross_entropy;
 pub(crate) mod gelu;
+pub(crate) mod gram;
 pub(crate) mod linear;
 pub(crate) mod norm;
 

@@ -1,0 +1,78 @@
+//! Gram matrices of gradient vectors without stacking them: all pairwise dot products are
+//! taken chunk by chunk, so each vector is read once while its chunk sits in cache.
+
+use super::cpu::{multiversion, slice, sum_zip, Float};
+use candle_core::{DType, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Elements of each vector per task.
+const CHUNK: usize = 8192;
+
+multiversion! {
+    /// Adds `⟨rows[i], rows[j]⟩` to `out[i·n + j]` for `j ≤ i`.
+    fn gram_chunk<T>(rows: &[&[T]], out: &mut [f64]) {
+        let n = rows.len();
+        for i in 0..n {
+            for j in 0..=i {
+                out[i * n + j] += sum_zip(rows[i], rows[j], |a, b| a * b).to_f64();
+            }
+        }
+    }
+}
+
+fn gram_of<T: Float>(rows: &[&[T]]) -> Vec<f64> {
+    let (n, len) = (rows.len(), rows[0].len());
+    let mut out = (0..len.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let span = c * CHUNK..((c + 1) * CHUNK).min(len);
+            let chunk: Vec<&[T]> = rows.iter().map(|r| &r[span.clone()]).collect();
+            let mut part = vec![0.0; n * n];
+            gram_chunk(&chunk, &mut part);
+            part
+        })
+        .reduce(
+            || vec![0.0; n * n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    for i in 0..n {
+        for j in 0..i {
+            out[j * n + i] = out[i * n + j];
+        }
+    }
+    out
+}
+
+/// The `n × n` Gram matrix `[⟨rows[i], rows[j]⟩]` (row-major, summed in f64) of `n` equally
+/// long vectors, or `None` where the fused kernels do not run (not all f32/f64 on the CPU).
+pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
+    let Some(first) = rows.first() else { return Ok(Some(Vec::new())) };
+    let dtype = first.dtype();
+    if !super::cpu::supported(dtype) || rows.iter().any(|r| !r.device().is_cpu() || r.dtype() != dtype) {
+        return Ok(None);
+    }
+    let name = "fused-gram";
+    let rows: Vec<Tensor> = rows.iter().map(|r| r.flatten_all()?.contiguous()).collect::<candle_core::Result<_>>()?;
+    if rows.iter().any(|r| r.elem_count() != first.elem_count()) {
+        return Err(candle_core::Error::Msg(format!("{name}: vectors of different lengths")));
+    }
+    let guards: Vec<_> = rows.iter().map(|r| r.storage_and_layout()).collect();
+    fn slices<'a, T: Float>(
+        guards: &'a [(candle_core::StorageRef<'a>, &'a candle_core::Layout)],
+    ) -> candle_core::Result<Vec<&'a [T]>> {
+        guards
+            .iter()
+            .map(|(s, l)| match &**s {
+                Storage::Cpu(cpu) => slice::<T>(cpu, l, "fused-gram"),
+                _ => Err(candle_core::Error::Msg("fused-gram: a vector is not on the CPU".into())),
+            })
+            .collect()
+    }
+    Ok(Some(match dtype {
+        DType::F32 => gram_of(&slices::<f32>(&guards)?),
+        _ => gram_of(&slices::<f64>(&guards)?),
+    }))
+}
