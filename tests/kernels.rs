@@ -178,3 +178,29 @@ fn fused_adamw_matches_the_update_rule_written_out() {
     let m_got: Vec<f64> = state.m.to_vec1().unwrap();
     assert!(m_got.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-12));
 }
+
+#[test]
+fn train_config_key_kernels_reaches_the_model() {
+    use interference::train::{TrainConfig, Trainer};
+    let train: TrainConfig =
+        serde_json::from_str(r#"{"kernels": "reference", "batch_size": 2, "seq_len": 8}"#).unwrap();
+    assert_eq!(train.kernels, Kernels::Reference);
+    assert_eq!(serde_json::from_str::<TrainConfig>("{}").unwrap().kernels, Kernels::Fused);
+    let err = serde_json::from_str::<TrainConfig>(r#"{"kernels": "fast"}"#).unwrap_err().to_string();
+    assert!(err.contains("fast"), "{err}");
+    let mut model_config = config();
+    model_config.adapter_bottleneck = 0;
+    model_config.max_len = 8;
+    let model = MlmModel::new(model_config.clone(), 0, DType::F32, &Device::Cpu).unwrap();
+    let sentences: Vec<Vec<u32>> = (0..20).map(|i| vec![5 + i % 50, 6, 7]).collect();
+    let data = interference::train::MlmData::from_ids(
+        model_config.languages.clone(),
+        vec![sentences.clone(), sentences.clone()],
+        vec![sentences.clone(), sentences],
+        interference::tokenize::SpecialIds { pad: 0, unk: 1, cls: 2, sep: 3, mask: 4 },
+        model_config.vocab_size,
+    )
+    .unwrap();
+    let trainer = Trainer::new(model, data, train).unwrap();
+    assert_eq!(trainer.model().kernels(), Kernels::Reference);
+}
