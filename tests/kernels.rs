@@ -204,3 +204,23 @@ fn train_config_key_kernels_reaches_the_model() {
     let trainer = Trainer::new(model, data, train).unwrap();
     assert_eq!(trainer.model().kernels(), Kernels::Reference);
 }
+
+#[test]
+fn weighted_gradients_are_the_weighted_loss_gradients_on_both_paths() {
+    let mut model = MlmModel::new(config(), 2, DType::F64, &Device::Cpu).unwrap();
+    let (batch, params) = (batch(), model.registry().tensors());
+    for kernels in [Kernels::Fused, Kernels::Reference] {
+        model.set_kernels(kernels);
+        let (loss, plain) = model.loss_and_grads(&params, &batch, None).unwrap();
+        let (weighted_loss, weighted) = model.weighted_loss_and_grads(&params, &batch, None, 0.25).unwrap();
+        let scalar = |t: &Tensor| t.to_scalar::<f64>().unwrap();
+        assert_eq!(scalar(&loss), scalar(&weighted_loss), "{kernels:?}: the loss is reported unweighted");
+        for (a, b) in plain.iter().zip(&weighted) {
+            match (a, b) {
+                (Some(a), Some(b)) => assert!(gap(&(a * 0.25).unwrap(), b, 1e-12) < 1e-12, "{kernels:?}"),
+                (None, None) => {}
+                _ => panic!("{kernels:?}: one path has a gradient the other lacks"),
+            }
+        }
+    }
+}

@@ -93,7 +93,7 @@ impl Trainer {
         let mut loss = 0.0;
         for batch in &batches {
             let weight = batch.targets.len() as f64 / total_targets as f64;
-            let (l, batch_grads) = self.model.loss_and_grads(&params, batch, Some(&mut dropout))?;
+            let (l, batch_grads) = self.model.weighted_loss_and_grads(&params, batch, Some(&mut dropout), weight)?;
             let reported = self.checked(&l, batch)?;
             loss += reported.loss * weight;
             languages.push(reported);
@@ -101,7 +101,7 @@ impl Trainer {
                 batch_grads
                     .into_iter()
                     .zip(&params)
-                    .map(|(g, p)| Ok(g.map_or_else(|| p.zeros_like(), |g| g.detach() * weight)?))
+                    .map(|(g, p)| Ok(g.map_or_else(|| p.zeros_like(), |g| Ok(g.detach()))?))
                     .collect::<Result<_>>()?,
             );
         }

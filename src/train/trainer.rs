@@ -236,14 +236,14 @@ impl Trainer {
         let mut step_grads: Vec<Option<Tensor>> = vec![None; params.len()];
         let (mut loss, mut languages) = (0.0, Vec::with_capacity(batches.len()));
         for batch in &batches {
-            let (batch_loss, grads) = self.model.loss_and_grads(&params, batch, Some(&mut dropout_rng))?;
-            let language = self.checked(&batch_loss, batch)?;
             let weight = batch.targets.len() as f64 / total_targets as f64;
+            let (batch_loss, grads) =
+                self.model.weighted_loss_and_grads(&params, batch, Some(&mut dropout_rng), weight)?;
+            let language = self.checked(&batch_loss, batch)?;
             loss += language.loss * weight;
             languages.push(language);
             for (sum, g) in step_grads.iter_mut().zip(grads) {
                 if let Some(g) = g {
-                    let g = if weight == 1.0 { g } else { (g * weight)? };
                     *sum = Some(match sum.take() {
                         Some(s) => (s + g)?,
                         None => g,

@@ -88,14 +88,26 @@ impl MlmModel {
         batch: &MlmBatch,
         rng: Option<&mut ChaCha8Rng>,
     ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        self.weighted_loss_and_grads(params, batch, rng, 1.0)
+    }
+
+    /// As [`MlmModel::loss_and_grads`], with the gradients of `weight ×` the loss (the loss
+    /// itself is returned unweighted); a trainer mixing languages weights each batch so.
+    pub fn weighted_loss_and_grads(
+        &self,
+        params: &[Tensor],
+        batch: &MlmBatch,
+        rng: Option<&mut ChaCha8Rng>,
+        weight: f64,
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         if !params.first().is_some_and(|p| self.kernels.fused_for(p)) {
             let loss = self.loss_with(params, batch, rng)?;
-            let store = loss.backward()?;
+            let store = if weight == 1.0 { loss.backward()? } else { (&loss * weight)?.backward()? };
             let grads = params.iter().map(|p| store.get(p).cloned()).collect();
             return Ok((loss, grads));
         }
         let params: Vec<Tensor> = params.iter().map(Tensor::detach).collect();
-        self.taped(&params, batch, rng)
+        self.taped(&params, batch, rng, weight)
     }
 
     fn taped(
@@ -103,6 +115,7 @@ impl MlmModel {
         params: &[Tensor],
         batch: &MlmBatch,
         mut rng: Option<&mut ChaCha8Rng>,
+        weight: f64,
     ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         self.check_batch(params, batch)?;
         let lang = self.config.languages.index(&batch.lang)?;
@@ -129,7 +142,7 @@ impl MlmModel {
         let loss = Kernels::Fused.cross_entropy(&logits, &targets)?;
 
         let mut grads = Grads(vec![None; params.len()]);
-        let dlogits = cross_entropy::grads(&logits, &targets, 1.0)?;
+        let dlogits = cross_entropy::grads(&logits, &targets, weight)?;
         let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
