@@ -224,3 +224,23 @@ fn weighted_gradients_are_the_weighted_loss_gradients_on_both_paths() {
         }
     }
 }
+
+#[test]
+fn clipping_inside_adamw_equals_clipping_before_it() {
+    use candle_core::Var;
+    use interference::train::{clip_global_norm, clip_scale, global_norm, AdamW, AdamWConfig};
+    let values: Vec<f32> = (0..5000).map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.2).collect();
+    let grad = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
+    let expected = values.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let norm = global_norm(&[Some(grad.clone()), None]).unwrap();
+    // Chunks are summed in f32, then in f64.
+    assert!((norm - expected).abs() < 1e-6 * expected, "{norm} vs {expected}");
+    let theta = Tensor::ones(5000, DType::F32, &Device::Cpu).unwrap();
+    let (a, b) = (Var::from_tensor(&theta).unwrap(), Var::from_tensor(&theta).unwrap());
+    let (mut adam_a, mut adam_b) = (AdamW::new(AdamWConfig::default(), 1), AdamW::new(AdamWConfig::default(), 1));
+    adam_a.step_scaled(&[&a], &[Some(grad.clone())], &[true], 0.1, clip_scale(norm, 1.0)).unwrap();
+    let mut clipped = vec![Some(grad)];
+    clip_global_norm(&mut clipped, 1.0).unwrap();
+    adam_b.step(&[&b], &clipped, &[true], 0.1).unwrap();
+    assert!(gap(a.as_tensor(), b.as_tensor(), 1e-6) < 1e-6);
+}

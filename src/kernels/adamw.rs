@@ -22,6 +22,8 @@ pub(crate) struct Hyper {
     pub eps: f64,
     /// What θ is multiplied by first: `1 − lr·weight_decay`, or 1.
     pub decay: f64,
+    /// What the gradient is multiplied by first (gradient clipping), or 1.
+    pub grad_scale: f64,
 }
 
 /// `CustomOp2(θ, g)` → `[3, …]`: θ′, m′, v′; the moments travel inside the op.
@@ -37,10 +39,11 @@ multiversion! {
     fn update_chunk<T>(theta: &mut [T], m_out: &mut [T], v_out: &mut [T], th: &[T], g: &[T], m: &[T], v: &[T], h: Hyper) {
         let c = |x: f64| T::from_f64(x);
         let (b1, b2, bc2, eps, step, decay) = (c(h.beta1), c(h.beta2), c(h.bc2), c(h.eps), c(h.step), c(h.decay));
-        let (one_b1, one_b2) = (c(1.0 - h.beta1), c(1.0 - h.beta2));
+        let (one_b1, one_b2, scale) = (c(1.0 - h.beta1), c(1.0 - h.beta2), c(h.grad_scale));
         for i in 0..theta.len() {
-            let mi = m[i] * b1 + g[i] * one_b1;
-            let vi = v[i] * b2 + g[i] * g[i] * one_b2;
+            let gi = g[i] * scale;
+            let mi = m[i] * b1 + gi * one_b1;
+            let vi = v[i] * b2 + gi * gi * one_b2;
             m_out[i] = mi;
             v_out[i] = vi;
             theta[i] = th[i] * decay - mi * step / ((vi / bc2).sqrt() + eps);

@@ -1,5 +1,6 @@
 //! Gram matrices of gradient vectors without stacking them: all pairwise dot products are
-//! taken chunk by chunk, so each vector is read once while its chunk sits in cache.
+//! taken chunk by chunk, so each vector is read once while its chunk sits in cache. The
+//! squared norm of one tensor (gradient clipping) is the 1 × 1 case.
 
 use super::cpu::{multiversion, slice, sum_zip, Float};
 use candle_core::{DType, Storage, Tensor};
@@ -75,4 +76,9 @@ pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
         DType::F32 => gram_of(&slices::<f32>(&guards)?),
         _ => gram_of(&slices::<f64>(&guards)?),
     }))
+}
+
+/// `Σ x²` of a tensor, summed in f64, or `None` where the fused kernels do not run.
+pub(crate) fn sum_squares(t: &Tensor) -> candle_core::Result<Option<f64>> {
+    Ok(gram(std::slice::from_ref(t))?.map(|g| g[0]))
 }

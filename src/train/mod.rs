@@ -14,6 +14,6 @@ pub use config::{Granularity, MetaConfig, MetaOrder, Method, SurgeryConfig, Trai
 pub use data::{split_held_out, MlmData};
 pub use eval::{evaluate, EvalOptions, EvalReport, LangEval, EVAL_SEED};
 pub use meta::{meta_gradient, MetaGradient};
-pub use optim::{clip_global_norm, learning_rate, AdamW, AdamWConfig, Moments};
+pub use optim::{clip_global_norm, clip_scale, global_norm, learning_rate, AdamW, AdamWConfig, Moments};
 pub use surgery::{gradvac, pcgrad};
 pub use trainer::{LangLoss, StepHook, StepReport, Trainer};

@@ -71,6 +71,19 @@ impl AdamW {
     /// One update of `vars[i]` with `grads[i]` (skipped where `None`) at learning rate `lr`;
     /// `decay[i]` says whether weight decay applies.
     pub fn step(&mut self, vars: &[&Var], grads: &[Option<Tensor>], decay: &[bool], lr: f64) -> Result<()> {
+        self.step_scaled(vars, grads, decay, lr, 1.0)
+    }
+
+    /// As [`AdamW::step`] with every gradient multiplied by `scale` first (gradient clipping's
+    /// factor, applied inside the update rather than as a separate pass).
+    pub fn step_scaled(
+        &mut self,
+        vars: &[&Var],
+        grads: &[Option<Tensor>],
+        decay: &[bool],
+        lr: f64,
+        scale: f64,
+    ) -> Result<()> {
         let c = self.config;
         for (i, (var, grad)) in vars.iter().zip(grads).enumerate() {
             let Some(g) = grad else { continue };
@@ -84,13 +97,22 @@ impl AdamW {
             let bc2 = 1.0 - c.beta2.powi(st.t as i32);
             let decay_factor = if decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
             let theta = var.as_tensor().detach();
-            let hyper = Hyper { step: lr / bc1, beta1: c.beta1, beta2: c.beta2, bc2, eps: c.eps, decay: decay_factor };
+            let hyper = Hyper {
+                step: lr / bc1,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                bc2,
+                eps: c.eps,
+                decay: decay_factor,
+                grad_scale: scale,
+            };
             if let Some((theta, m, v)) = adamw::update(&theta, &g, &st.m, &st.v, hyper)? {
                 // One pass on the CPU (crate::kernels::adamw); the same arithmetic as below.
                 (st.m, st.v) = (m, v);
                 var.set(&theta)?;
                 continue;
             }
+            let g = if scale == 1.0 { g } else { (g * scale)? };
             st.m = ((&st.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             st.v = ((&st.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let denom = ((&st.v / bc2)?.sqrt()? + c.eps)?;
@@ -105,22 +127,41 @@ impl AdamW {
 /// Scales gradients so their global L2 norm is at most `max_norm` (no-op when `max_norm`
 /// is 0) and returns the norm before clipping.
 pub fn clip_global_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
-    let squares: Vec<Tensor> = grads
-        .iter()
-        .flatten()
-        .map(|g| g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all())
-        .collect::<candle_core::Result<_>>()?;
-    if squares.is_empty() {
-        return Ok(0.0);
-    }
-    let norm = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
+    let norm = global_norm(grads)?;
+    let scale = clip_scale(norm, max_norm);
+    if scale != 1.0 {
         for g in grads.iter_mut().flatten() {
             *g = (&*g * scale)?;
         }
     }
     Ok(norm)
+}
+
+/// The global L2 norm of `grads` (summed in f64; 0 for none).
+pub fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
+    let mut on_device = Vec::new();
+    let mut sum = 0.0;
+    for g in grads.iter().flatten() {
+        // On the CPU one pass per tensor (crate::kernels); elsewhere candle ops.
+        match crate::kernels::gram::sum_squares(g)? {
+            Some(s) => sum += s,
+            None => on_device.push(g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?),
+        }
+    }
+    if !on_device.is_empty() {
+        sum += Tensor::stack(&on_device, 0)?.sum_all()?.to_scalar::<f64>()?;
+    }
+    Ok(sum.sqrt())
+}
+
+/// The factor that scales gradients of global norm `norm` to at most `max_norm` (1 when they
+/// are within it, or when `max_norm` is 0: no clipping).
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if max_norm > 0.0 && norm > max_norm {
+        max_norm / (norm + 1e-6)
+    } else {
+        1.0
+    }
 }
 
 /// Learning rate at 0-based `step`: linear warm-up over `warmup` steps to `peak`, then linear

@@ -3,7 +3,7 @@
 use super::config::{MetaOrder, Method, TrainConfig};
 use super::data::MlmData;
 use super::eval::{evaluate, EvalOptions, EvalReport};
-use super::optim::{clip_global_norm, learning_rate, AdamW};
+use super::optim::{clip_scale, global_norm, learning_rate, AdamW};
 use crate::batch::{MlmBatch, MlmMasker, TemperatureSampler};
 use crate::error::{Error, Result};
 use crate::grads::scalar;
@@ -77,19 +77,19 @@ pub struct Trainer {
 pub(super) fn update(
     model: &MlmModel,
     optimizer: &mut AdamW,
-    mut grads: Vec<Option<Tensor>>,
+    grads: Vec<Option<Tensor>>,
     clip: f64,
     lr: f64,
     step: usize,
 ) -> Result<f64> {
-    let grad_norm = clip_global_norm(&mut grads, clip)?;
+    let grad_norm = global_norm(&grads)?;
     if !grad_norm.is_finite() {
         return Err(Error::NonFinite { what: "gradient norm".into(), step, value: grad_norm });
     }
     let vars = model.registry().vars();
     let var_refs: Vec<&Var> = vars.iter().collect();
     let decay: Vec<bool> = model.registry().infos().iter().zip(vars).map(|(info, v)| info.decays(v.rank())).collect();
-    optimizer.step(&var_refs, &grads, &decay, lr)?;
+    optimizer.step_scaled(&var_refs, &grads, &decay, lr, clip_scale(grad_norm, clip))?;
     Ok(grad_norm)
 }
 
