@@ -5,21 +5,26 @@
 //! - [`Kernels::Fused`]: one CPU op per step of the layer with a hand-written backward
 //!   (candle `CustomOp`s): linear map with its bias, attention laid out without transposed
 //!   copies (scores, mask and softmax in one pass), residual + LayerNorm, GELU, and the masked
-//!   cross-entropy. First-order only.
+//!   cross-entropy. First-order only. On this path the model also skips candle's autograd
+//!   ([`crate::model::MlmModel::loss_and_grads`]), and the optimiser, gradient clipping and the
+//!   probes' Gram matrices take one pass per tensor (`adamw`, `gram`).
 //!
 //! The fused path runs where it can — f32 or f64 on the CPU, while candle's second-order
 //! switch ([`crate::grads::SECOND_ORDER_SWITCH`]) is off — and every call falls back to the
-//! reference ops elsewhere (other dtypes, CUDA), so choosing `Fused` is always safe.
+//! reference ops elsewhere (other dtypes, CUDA), so choosing `Fused` is always safe. The
+//! element-wise loops are compiled twice, for AVX2+FMA and for the baseline, and chosen at run
+//! time (`cpu::multiversion!`).
 //!
 //! ```
+//! use candle_core::{DType, Device, Tensor};
 //! use interference::kernels::Kernels;
-//! use candle_core::{Device, Tensor};
-//! let x = Tensor::new(&[[1f32, 2., 3.], [0., -1., 4.]], &Device::Cpu).unwrap();
-//! let (w, b) = (Tensor::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap(), Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap());
+//! let dev = Device::Cpu;
+//! let x = Tensor::new(&[[1f32, 2., 3.], [0., -1., 4.]], &dev).unwrap();
+//! let (w, b) = (Tensor::ones(3, DType::F32, &dev).unwrap(), Tensor::zeros(3, DType::F32, &dev).unwrap());
 //! let fused = Kernels::Fused.layer_norm(&x, None, &w, &b, 1e-5).unwrap();
 //! let reference = Kernels::Reference.layer_norm(&x, None, &w, &b, 1e-5).unwrap();
-//! let gap = (fused - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-//! assert!(gap < 1e-6);
+//! let gap = (fused - reference).unwrap().abs().unwrap().max_all().unwrap();
+//! assert!(gap.to_scalar::<f32>().unwrap() < 1e-6);
 //! ```
 
 pub(crate) mod adamw;
