@@ -162,3 +162,21 @@ fn gradvac_direct(g: &[Vec<f64>], ema: &mut [f64], beta: f64, rng: &mut rand_cha
         })
         .collect()
 }
+
+#[test]
+fn hand_written_pass_runs_and_agrees_while_second_order_is_on() {
+    use interference::grads::mlm_gradients;
+    enable_second_order();
+    let mut model = meta_fd::tiny_model(Kernels::Fused);
+    let probe = Tensor::zeros(2, candle_core::DType::F64, &Device::Cpu).unwrap();
+    assert!(!Kernels::Fused.fused_for(&probe) && Kernels::Fused.hand_written_for(&probe));
+    let batch = meta_fd::batch("aa", [2, 5, 4, 9, 3, 11], vec![2, 4], vec![6, 13]);
+    let fused = mlm_gradients(&model, &batch).unwrap();
+    model.set_kernels(Kernels::Reference);
+    let reference = mlm_gradients(&model, &batch).unwrap();
+    assert!((fused.loss - reference.loss).abs() < 1e-12);
+    for (a, b) in fused.grads.iter().zip(&reference.grads) {
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(diff < 1e-10, "{diff:e}");
+    }
+}

@@ -123,6 +123,11 @@ impl CustomOp2 for CrossEntropyGrad {
     }
 }
 
+/// The mean cross-entropy without autograd (for hand-written backward passes).
+pub(crate) fn apply(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    logits.contiguous()?.apply_op2_no_bwd(&targets.contiguous()?, &CrossEntropy)
+}
+
 /// `d logits` of `scale ·` the mean cross-entropy.
 pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
     let scale = scale / logits.dim(0)? as f64;

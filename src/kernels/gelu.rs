@@ -63,6 +63,11 @@ impl CustomOp1 for Gelu {
     }
 }
 
+/// `gelu(x)` without autograd (for hand-written backward passes).
+pub(crate) fn apply(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Gelu)
+}
+
 /// `dx` of `y = gelu(x)` given `g = dy`.
 pub(crate) fn grads(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
     x.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)

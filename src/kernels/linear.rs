@@ -75,6 +75,11 @@ impl CustomOp3 for Linear {
     }
 }
 
+/// `y = x · wᵀ + b` without autograd (for hand-written backward passes).
+pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear)
+}
+
 /// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);

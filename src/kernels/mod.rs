@@ -62,7 +62,15 @@ fn second_order_on() -> bool {
 impl Kernels {
     /// Whether the fused ops run for inputs like `t` (else the reference ops do).
     pub fn fused_for(self, t: &Tensor) -> bool {
-        self == Kernels::Fused && t.device().is_cpu() && cpu::supported(t.dtype()) && !second_order_on()
+        self.hand_written_for(t) && !second_order_on()
+    }
+
+    /// Whether the hand-written forward and backward pass of the fused kernels runs for
+    /// parameters like `t` ([`crate::model::MlmModel::loss_and_grads`]). It builds no autograd
+    /// graph, so unlike [`Kernels::fused_for`] it runs whether or not candle keeps second-order
+    /// graphs.
+    pub fn hand_written_for(self, t: &Tensor) -> bool {
+        self == Kernels::Fused && t.device().is_cpu() && cpu::supported(t.dtype())
     }
 
     /// `x · wᵀ + b` for `x` `[n, in]`, `w` `[out, in]` (PyTorch layout), `b` `[out]`.

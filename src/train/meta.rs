@@ -172,25 +172,25 @@ impl Trainer {
         let registry = self.model.registry();
         let phi = registry.indices_in(&crate::model::ParamGroup::Specific(lang.clone()));
         let params = registry.tensors();
-        let loss = self.model.loss_with(&params, &shared_batch, Some(&mut dropout))?;
+        // First order only: on the fused kernels this is the hand-written pass even while the
+        // exact meta-gradient below keeps second-order graphs.
+        let (loss, grads) = self.model.loss_and_grads(&params, &shared_batch, Some(&mut dropout))?;
         let reported = self.checked(&loss, &shared_batch)?;
-        let store = loss.backward()?;
         let shared_grads = registry
             .infos()
             .iter()
-            .zip(&params)
+            .zip(grads)
             .enumerate()
-            .map(|(i, (info, p))| {
+            .map(|(i, (info, g))| {
                 let trained =
                     info.group == ParamGroup::Shared || (cfg.update_adapters_in_shared_step && phi.contains(&i));
                 if trained {
-                    store.get(p).cloned()
+                    g
                 } else {
                     None
                 }
             })
             .collect();
-        drop(store);
         let lr = self.lr();
         let grad_norm = update(&self.model, &mut self.optimizer, shared_grads, self.config.clip_norm, lr, self.step)?;
 

@@ -13,7 +13,8 @@ fn host(t: &Tensor) -> Vec<f64> {
     t.to_vec1().unwrap()
 }
 
-fn tiny_model(kernels: Kernels) -> MlmModel {
+/// A tiny f64 model running `kernels`, with adapters that matter.
+pub fn tiny_model(kernels: Kernels) -> MlmModel {
     let config = ModelConfig {
         vocab_size: 17,
         d_model: 8,
@@ -38,7 +39,8 @@ fn tiny_model(kernels: Kernels) -> MlmModel {
     model
 }
 
-fn batch(lang: &str, tokens: [u32; 6], positions: Vec<u32>, targets: Vec<u32>) -> MlmBatch {
+/// One row of six tokens in `lang`, predicting `targets` at `positions`.
+pub fn batch(lang: &str, tokens: [u32; 6], positions: Vec<u32>, targets: Vec<u32>) -> MlmBatch {
     MlmBatch {
         lang: Lang::new(lang).unwrap(),
         rows: 1,

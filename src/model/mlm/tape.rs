@@ -11,7 +11,7 @@ use super::{padding_flags, AdapterIds, BlockAdapters, BlockIds, LinearIds, MlmMo
 use crate::batch::MlmBatch;
 use crate::error::Result;
 use crate::kernels::attention::{context_grads, probabilities_grads, HeadProduct, Probabilities, Product};
-use crate::kernels::{cross_entropy, gelu, linear, norm, Kernels};
+use crate::kernels::{cross_entropy, gelu, linear, norm};
 use crate::model::layers::dropout_mask;
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
@@ -80,8 +80,9 @@ impl MlmModel {
     /// its gradient with respect to each of them (`None` for parameters the batch does not use,
     /// such as other languages' adapters); dropout is on when `rng` is given.
     ///
-    /// On the fused kernels this is one hand-written pass; elsewhere it is candle's autograd
-    /// on [`MlmModel::loss_with`].
+    /// On the fused kernels this is one hand-written pass (also while candle keeps
+    /// second-order graphs: it builds none); elsewhere it is candle's autograd on
+    /// [`MlmModel::loss_with`].
     pub fn loss_and_grads(
         &self,
         params: &[Tensor],
@@ -100,7 +101,7 @@ impl MlmModel {
         rng: Option<&mut ChaCha8Rng>,
         weight: f64,
     ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
-        if !params.first().is_some_and(|p| self.kernels.fused_for(p)) {
+        if !params.first().is_some_and(|p| self.kernels.hand_written_for(p)) {
             let loss = self.loss_with(params, batch, rng)?;
             let store = if weight == 1.0 { loss.backward()? } else { (&loss * weight)?.backward()? };
             let grads = params.iter().map(|p| store.get(p).cloned()).collect();
@@ -138,8 +139,8 @@ impl MlmModel {
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
         let picked = h.index_select(&positions, 0)?;
         let (tok, out_bias) = (self.emb.tok, self.emb.out_bias);
-        let logits = Kernels::Fused.linear(&picked, &params[tok], &params[out_bias])?;
-        let loss = Kernels::Fused.cross_entropy(&logits, &targets)?;
+        let logits = linear::apply(&picked, &params[tok], &params[out_bias])?;
+        let loss = cross_entropy::apply(&logits, &targets)?;
 
         let mut grads = Grads(vec![None; params.len()]);
         let dlogits = cross_entropy::grads(&logits, &targets, weight)?;
@@ -179,8 +180,7 @@ impl MlmModel {
         padded: Option<Arc<Vec<bool>>>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<(BlockTape, Tensor)> {
-        let k = Kernels::Fused;
-        let lin = |t: &Tensor, l: LinearIds| k.linear(t, &params[l.w], &params[l.b]);
+        let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b]);
         let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
         let probs = q.apply_op2_no_bwd(&key, &self.probabilities(seq, padded))?;
         let context = HeadProduct { product: Product::Context, heads: self.config.heads, seq };
@@ -191,7 +191,7 @@ impl MlmModel {
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let x1 = x.apply_op3_no_bwd(&a, &Tensor::stack(&[&params[ids.ln1.w], &params[ids.ln1.b]], 0)?, &ln)?;
         let f1 = lin(&x1, ids.fc1)?;
-        let g1 = k.gelu(&f1)?;
+        let g1 = gelu::apply(&f1)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
         let (f, ffn_adapter) = self.adapter_forward(params, adapters.map(|a| a.ffn), masked(&f2, &mask2)?)?;
@@ -265,10 +265,9 @@ impl MlmModel {
         h: Tensor,
     ) -> Result<(Tensor, Option<AdapterTape>)> {
         let Some(ids) = ids else { return Ok((h, None)) };
-        let k = Kernels::Fused;
-        let down = k.linear(&h, &params[ids.down.w], &params[ids.down.b])?;
-        let act = k.gelu(&down)?;
-        let out = (&h + k.linear(&act, &params[ids.up.w], &params[ids.up.b])?)?;
+        let down = linear::apply(&h, &params[ids.down.w], &params[ids.down.b])?;
+        let act = gelu::apply(&down)?;
+        let out = (&h + linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?)?;
         Ok((out, Some(AdapterTape { h, down, act })))
     }
 
