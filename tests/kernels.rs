@@ -244,3 +244,41 @@ fn clipping_inside_adamw_equals_clipping_before_it() {
     adam_b.step(&[&b], &clipped, &[true], 0.1).unwrap();
     assert!(gap(a.as_tensor(), b.as_tensor(), 1e-6) < 1e-6);
 }
+
+#[test]
+fn one_predicted_position_and_one_token_sequences_agree_with_reference() {
+    // One-row matrix products (a single target; sequences of one token) take gemm's vector paths.
+    let mut model = MlmModel::new(config(), 9, DType::F64, &Device::Cpu).unwrap();
+    let mut one_target = batch();
+    one_target.positions = vec![5];
+    one_target.targets = vec![42];
+    let one_token = MlmBatch {
+        lang: Lang::new("en").unwrap(),
+        rows: 3,
+        cols: 1,
+        tokens: vec![7, 8, 9],
+        positions: vec![1],
+        targets: vec![11],
+        pad: None,
+    };
+    for b in [one_target, one_token] {
+        model.set_kernels(Kernels::Fused);
+        let fused = mlm_gradients(&model, &b).unwrap();
+        model.set_kernels(Kernels::Reference);
+        let reference = mlm_gradients(&model, &b).unwrap();
+        assert!((fused.loss - reference.loss).abs() < 1e-12);
+        for (x, y) in fused.grads.iter().zip(&reference.grads) {
+            assert!(gap(x, y, 1e-9) < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn adamw_rejects_mismatched_lists_with_a_message() {
+    use candle_core::Var;
+    use interference::train::{AdamW, AdamWConfig};
+    let var = Var::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    let mut adam = AdamW::new(AdamWConfig::default(), 2);
+    let err = adam.step(&[&var], &[None], &[true], 0.1).unwrap_err().to_string();
+    assert!(err.contains("2 variables") && err.contains("1 variables"), "{err}");
+}

@@ -72,11 +72,13 @@ impl AdamWUpdate {
             slice::<T>(vs, vl, name)?,
         );
         let n = th.len();
-        if g.len() != n || m.len() != n || v.len() != n {
+        if [gl.dims(), ml.dims(), vl.dims()].iter().any(|d| *d != thl.dims()) {
             return Err(candle_core::Error::Msg(format!(
-                "{name}: θ {:?}, gradient {:?} and moments differ",
+                "{name}: θ {:?}, gradient {:?} and moments {:?}, {:?} differ in shape",
                 thl.dims(),
-                gl.dims()
+                gl.dims(),
+                ml.dims(),
+                vl.dims()
             )));
         }
         let mut out = vec![T::zero(); 3 * n];

@@ -90,9 +90,11 @@ const fn operand(grid: Grid, transposed: bool) -> Operand {
 /// `out[b, h] = lhs[b, h] · rhs[b, h]` for every sequence and head, one task per pair.
 fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], Operand)) -> Vec<T> {
     let len = dims.shape(out).elem_count();
+    // Every product here is at least this small in each of m, n and k.
+    let smallest = dims.seq.min(dims.dh());
     // SAFETY: the (sequence, head) matrices of `out` tile all `len` elements, and each task's
     // product writes its matrix completely.
-    unsafe { written(len, |dst| fill_per_head(dims, out, SharedMut(dst), lhs, rhs)) }
+    unsafe { written(len, (dims.seq, smallest, smallest), |dst| fill_per_head(dims, out, SharedMut(dst), lhs, rhs)) }
 }
 
 /// The tasks of [`per_head`], writing into `ptr`.

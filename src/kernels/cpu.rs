@@ -33,11 +33,13 @@ impl Float for f32 {
 
     /// Cephes' `expf`: `2^n · e^r` with `|r| ≤ ln2/2` and a degree-7 polynomial for `e^r`;
     /// within 2 ulp of the exact value. Inputs below −87.3 give 2^-126 (about 1e-38) instead of
-    /// a subnormal or 0, which no softmax or GELU here can tell apart.
+    /// a subnormal or 0, which no softmax or GELU here can tell apart; inputs above 88.376 give
+    /// e^88.376 (the kernels only take `exp` of values ≤ 0).
     #[inline(always)]
     fn exp_fast(self) -> Self {
         const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer.
-        let x = self.clamp(-87.3, 88.7);
+                                         // Above 88.3763, 2^n would overflow to +inf (e^88.3763 is f32's largest finite power).
+        let x = self.clamp(-87.3, 88.376_26);
         let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
         let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
         let mut p = 1.987_569_1e-4;
@@ -201,12 +203,23 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// A fresh buffer of `len` elements that `write` fills completely through the raw pointer it
-/// is given — no zeroing first (a matrix product overwrites its output anyway).
+/// A fresh buffer of `len` elements for the output of `(m, n, k)` matrix products, which
+/// `write` fills completely through the raw pointer it is given — not zeroed first (the
+/// products overwrite it anyway) except for the shapes that gemm hands to its vector routines
+/// (a single row or column, or `k ≤ 2`), which view the output as a slice of initialised memory.
 ///
 /// # Safety
 /// `write` must initialise all `len` elements before it returns.
-pub(crate) unsafe fn written<T: Copy>(len: usize, write: impl FnOnce(*mut T)) -> Vec<T> {
+pub(crate) unsafe fn written<T: Float>(
+    len: usize,
+    (m, n, k): (usize, usize, usize),
+    write: impl FnOnce(*mut T),
+) -> Vec<T> {
+    if m < 2 || n < 2 || k < 3 {
+        let mut out = vec![T::zero(); len];
+        write(out.as_mut_ptr());
+        return out;
+    }
     let mut out: Vec<T> = Vec::with_capacity(len);
     write(out.as_mut_ptr());
     // SAFETY: the caller guarantees that `write` initialised all `len` elements.
@@ -301,7 +314,7 @@ mod tests {
 
     #[test]
     fn fast_f32_exp_matches_the_exact_exp() {
-        let worst = (-87_000..=88_000)
+        let worst = (-87_000..=88_376)
             .map(|i| i as f64 * 1e-3)
             .map(|x| ((Float::exp_fast(x as f32) as f64 - (x as f32 as f64).exp()) / (x as f32 as f64).exp()).abs())
             .fold(0.0, f64::max);

@@ -47,7 +47,8 @@ fn gram_of<T: Float>(rows: &[&[T]]) -> Vec<f64> {
     out
 }
 
-/// The `n × n` Gram matrix `[⟨rows[i], rows[j]⟩]` (row-major, summed in f64) of `n` equally
+/// The `n × n` Gram matrix `[⟨rows[i], rows[j]⟩]` (row-major; chunks of [`CHUNK`] elements
+/// summed in the tensors' dtype, the chunks' sums in f64) of `n` equally
 /// long vectors, or `None` where the fused kernels do not run (not all f32/f64 on the CPU).
 pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
     let Some(first) = rows.first() else { return Ok(Some(Vec::new())) };
@@ -57,8 +58,9 @@ pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
     }
     let name = "fused-gram";
     let rows: Vec<Tensor> = rows.iter().map(|r| r.flatten_all()?.contiguous()).collect::<candle_core::Result<_>>()?;
-    if rows.iter().any(|r| r.elem_count() != first.elem_count()) {
-        return Err(candle_core::Error::Msg(format!("{name}: vectors of different lengths")));
+    if let Some(r) = rows.iter().find(|r| r.elem_count() != first.elem_count()) {
+        let (a, b) = (first.elem_count(), r.elem_count());
+        return Err(candle_core::Error::Msg(format!("{name}: vectors of {a} and {b} elements")));
     }
     let guards: Vec<_> = rows.iter().map(|r| r.storage_and_layout()).collect();
     fn slices<'a, T: Float>(

@@ -116,7 +116,7 @@ impl Product {
         // SAFETY: the views address the `m×k`, `k×bc` and `m×bc` matrices the buffers hold, and
         // the product writes every element of the output.
         let out = unsafe {
-            written(m * bc, |dst| {
+            written(m * bc, (m, bc, k), |dst| {
                 matmul(
                     (m, bc, k),
                     dst,

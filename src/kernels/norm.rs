@@ -83,7 +83,11 @@ impl LayerNorm {
 
     /// `(dx, dwb)` of the LayerNorm of `s` (the residual sum, already added) given `g = dy`.
     pub(crate) fn grads(&self, s: &Tensor, wb: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let n = s.elem_count() / s.dim(candle_core::D::Minus1)?;
+        let d = s.dim(candle_core::D::Minus1)?;
+        if d == 0 {
+            return Err(candle_core::Error::Msg(format!("fused-layer-norm-grad: input {:?} has width 0", s.dims())));
+        }
+        let n = s.elem_count() / d;
         let packed = s.apply_op3_no_bwd(wb, &g.contiguous()?, &LayerNormGrad { eps: self.eps })?;
         Ok((packed.narrow(0, 0, n)?.reshape(s.shape())?, packed.narrow(0, n, 2)?))
     }

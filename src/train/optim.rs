@@ -85,6 +85,15 @@ impl AdamW {
         scale: f64,
     ) -> Result<()> {
         let c = self.config;
+        let n = self.state.len();
+        if vars.len() != n || grads.len() != n || decay.len() != n {
+            return Err(Error::Shape(format!(
+                "AdamW over {n} variables got {} variables, {} gradients and {} decay flags",
+                vars.len(),
+                grads.len(),
+                decay.len()
+            )));
+        }
         for (i, (var, grad)) in vars.iter().zip(grads).enumerate() {
             let Some(g) = grad else { continue };
             let g = g.detach();
