@@ -78,6 +78,16 @@ pub fn group_gram(grams: &[f64], n: usize, members: &[usize]) -> Vec<f64> {
     sum
 }
 
+/// Adds `g` into `sum` (which starts as `None`): how gradients of one parameter are summed
+/// over the uses, batches or sets that contribute to it.
+pub fn accumulate(sum: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *sum = Some(match sum.take() {
+        Some(a) => (a + g)?,
+        None => g,
+    });
+    Ok(())
+}
+
 /// `Σ_i coeffs[i] · sets[i][p]`: a linear combination of gradient sets for one parameter.
 pub fn combine(sets: &[&[Tensor]], p: usize, coeffs: &[f64]) -> Result<Tensor> {
     let mut acc: Option<Tensor> = None;
@@ -85,11 +95,7 @@ pub fn combine(sets: &[&[Tensor]], p: usize, coeffs: &[f64]) -> Result<Tensor> {
         if c == 0.0 {
             continue;
         }
-        let term = (&set[p] * c)?;
-        acc = Some(match acc {
-            Some(a) => (a + term)?,
-            None => term,
-        });
+        accumulate(&mut acc, (&set[p] * c)?)?;
     }
     match acc {
         Some(a) => Ok(a),

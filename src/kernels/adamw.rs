@@ -3,8 +3,8 @@
 //! Composite candle ops take a dozen passes per tensor (one per op, each allocating); this op
 //! reads θ, g, m and v once and writes θ′, m′ and v′ into one `[3, …]` buffer.
 
-use super::cpu::{float_dispatch, multiversion, slice, Float};
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
+use super::cpu::{float_dispatch, guarded, multiversion, slice, Float};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task.
@@ -60,17 +60,10 @@ impl AdamWUpdate {
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let (ms, ml) = self.m.storage_and_layout();
-        let (vs, vl) = self.v.storage_and_layout();
-        let (Storage::Cpu(ms), Storage::Cpu(vs)) = (&*ms, &*vs) else {
-            return Err(candle_core::Error::Msg(format!("{name}: moments are not on the CPU")));
-        };
-        let (th, g, m, v) = (
-            slice::<T>(th, thl, name)?,
-            slice::<T>(g, gl, name)?,
-            slice::<T>(ms, ml, name)?,
-            slice::<T>(vs, vl, name)?,
-        );
+        let (mg, vg) = (self.m.storage_and_layout(), self.v.storage_and_layout());
+        let (ml, vl) = (mg.1, vg.1);
+        let (th, g, m, v) =
+            (slice::<T>(th, thl, name)?, slice::<T>(g, gl, name)?, guarded::<T>(&mg, name)?, guarded::<T>(&vg, name)?);
         let n = th.len();
         if [gl.dims(), ml.dims(), vl.dims()].iter().any(|d| *d != thl.dims()) {
             return Err(candle_core::Error::Msg(format!(

@@ -244,6 +244,12 @@ pub(crate) struct Probabilities {
 }
 
 impl Probabilities {
+    /// The op for `heads` heads of width `d/heads` over sequences of `seq` tokens, scaled by
+    /// `1/√(d/heads)`.
+    pub fn new(heads: usize, seq: usize, d: usize, padded: Option<Arc<Vec<bool>>>) -> Self {
+        Probabilities { heads, seq, scale: 1.0 / ((d / heads.max(1)) as f64).sqrt(), padded }
+    }
+
     fn run<T: Float>(
         &self,
         q: &CpuStorage,

@@ -71,6 +71,18 @@ pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -
     Ok(&T::cpu_storage_as_slice(s)?[start..end])
 }
 
+/// The elements of a contiguous tensor read outside a custom op's inputs (through its storage
+/// guard), or an error naming `op` if it is not on the CPU.
+pub(crate) fn guarded<'a, T: WithDType>(
+    (storage, layout): &'a (candle_core::StorageRef<'a>, &'a Layout),
+    op: &str,
+) -> candle_core::Result<&'a [T]> {
+    match &**storage {
+        candle_core::Storage::Cpu(cpu) => slice::<T>(cpu, layout, op),
+        _ => Err(candle_core::Error::Msg(format!("{op}: a tensor is not on the CPU"))),
+    }
+}
+
 /// Runs `$body` with the type alias `$t` set to a storage's element type (`f32` or `f64`);
 /// other types are an error naming `op`.
 macro_rules! float_dispatch {

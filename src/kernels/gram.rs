@@ -2,8 +2,8 @@
 //! taken chunk by chunk, so each vector is read once while its chunk sits in cache. The
 //! squared norm of one tensor (gradient clipping) is the 1 × 1 case.
 
-use super::cpu::{multiversion, slice, sum_zip, Float};
-use candle_core::{DType, Storage, Tensor};
+use super::cpu::{guarded, multiversion, sum_zip, Float};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 /// Elements of each vector per task.
@@ -63,20 +63,11 @@ pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
         return Err(candle_core::Error::Msg(format!("{name}: vectors of {a} and {b} elements")));
     }
     let guards: Vec<_> = rows.iter().map(|r| r.storage_and_layout()).collect();
-    fn slices<'a, T: Float>(
-        guards: &'a [(candle_core::StorageRef<'a>, &'a candle_core::Layout)],
-    ) -> candle_core::Result<Vec<&'a [T]>> {
-        guards
-            .iter()
-            .map(|(s, l)| match &**s {
-                Storage::Cpu(cpu) => slice::<T>(cpu, l, "fused-gram"),
-                _ => Err(candle_core::Error::Msg("fused-gram: a vector is not on the CPU".into())),
-            })
-            .collect()
-    }
     Ok(Some(match dtype {
-        DType::F32 => gram_of(&slices::<f32>(&guards)?),
-        _ => gram_of(&slices::<f64>(&guards)?),
+        DType::F32 => {
+            gram_of(&guards.iter().map(|g| guarded::<f32>(g, name)).collect::<candle_core::Result<Vec<_>>>()?)
+        }
+        _ => gram_of(&guards.iter().map(|g| guarded::<f64>(g, name)).collect::<candle_core::Result<Vec<_>>>()?),
     }))
 }
 

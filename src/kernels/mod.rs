@@ -129,10 +129,9 @@ impl Kernels {
         if !self.fused_for(q) {
             return layers::attention(q, k, v, heads, seq, padded);
         }
-        let scale = 1.0 / ((q.dim(D::Minus1)? / heads.max(1)) as f64).sqrt();
         let padded = padded.map(|p| Arc::new(p.to_vec()));
-        let probs =
-            q.contiguous()?.apply_op2(&k.contiguous()?, attention::Probabilities { heads, seq, scale, padded })?;
+        let op = attention::Probabilities::new(heads, seq, q.dim(D::Minus1)?, padded);
+        let probs = q.contiguous()?.apply_op2(&k.contiguous()?, op)?;
         let product = attention::HeadProduct { product: attention::Product::Context, heads, seq };
         Ok(probs.apply_op2(&v.contiguous()?, product)?)
     }

@@ -6,6 +6,7 @@ use super::eval::{evaluate, EvalOptions, EvalReport};
 use super::optim::{clip_scale, global_norm, learning_rate, AdamW};
 use crate::batch::{MlmBatch, MlmMasker, TemperatureSampler};
 use crate::error::{Error, Result};
+use crate::grads::accumulate;
 use crate::grads::scalar;
 use crate::lang::Lang;
 use crate::model::MlmModel;
@@ -244,10 +245,7 @@ impl Trainer {
             languages.push(language);
             for (sum, g) in step_grads.iter_mut().zip(grads) {
                 if let Some(g) = g {
-                    *sum = Some(match sum.take() {
-                        Some(s) => (s + g)?,
-                        None => g,
-                    });
+                    accumulate(sum, g)?;
                 }
             }
         }

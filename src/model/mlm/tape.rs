@@ -10,6 +10,7 @@
 use super::{padding_flags, AdapterIds, BlockAdapters, BlockIds, LinearIds, MlmModel};
 use crate::batch::MlmBatch;
 use crate::error::Result;
+use crate::grads::accumulate;
 use crate::kernels::attention::{context_grads, probabilities_grads, HeadProduct, Probabilities, Product};
 use crate::kernels::{cross_entropy, gelu, linear, norm};
 use crate::model::layers::dropout_mask;
@@ -48,11 +49,7 @@ struct Grads(Vec<Option<Tensor>>);
 
 impl Grads {
     fn add(&mut self, i: usize, g: Tensor) -> Result<()> {
-        self.0[i] = Some(match self.0[i].take() {
-            Some(a) => (a + g)?,
-            None => g,
-        });
-        Ok(())
+        accumulate(&mut self.0[i], g)
     }
 
     fn linear(&mut self, ids: LinearIds, dw: Tensor, db: Tensor) -> Result<()> {
@@ -65,6 +62,11 @@ impl Grads {
         self.add(ids.w, dwb.get(0)?)?;
         self.add(ids.b, dwb.get(1)?)
     }
+}
+
+/// A LayerNorm's scale and shift stacked as the fused op takes them, `[2, d]`.
+fn norm_params(params: &[Tensor], ids: LinearIds) -> Result<Tensor> {
+    Ok(Tensor::stack(&[&params[ids.w], &params[ids.b]], 0)?)
 }
 
 /// `x ⊙ mask`, or `x` without a mask.
@@ -123,7 +125,7 @@ impl MlmModel {
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let (ids, e) = self.embeddings(params, batch, lang)?;
-        let wb0 = Tensor::stack(&[&params[self.emb.ln_w], &params[self.emb.ln_b]], 0)?;
+        let wb0 = norm_params(params, LinearIds { w: self.emb.ln_w, b: self.emb.ln_b })?;
         let h0 = e.apply_op2_no_bwd(&wb0, &ln)?;
         let mask0 = dropout_mask(&h0, self.config.dropout, rng.as_deref_mut())?;
         let mut h = masked(&h0, &mask0)?;
@@ -165,8 +167,7 @@ impl MlmModel {
 
     /// The attention probabilities op of this model for sequences of `seq` tokens.
     fn probabilities(&self, seq: usize, padded: Option<Arc<Vec<bool>>>) -> Probabilities {
-        let heads = self.config.heads;
-        Probabilities { heads, seq, scale: 1.0 / ((self.config.d_model / heads) as f64).sqrt(), padded }
+        Probabilities::new(self.config.heads, seq, self.config.d_model, padded)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -189,13 +190,13 @@ impl MlmModel {
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
         let (a, attn_adapter) = self.adapter_forward(params, adapters.map(|a| a.attn), masked(&o, &mask1)?)?;
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let x1 = x.apply_op3_no_bwd(&a, &Tensor::stack(&[&params[ids.ln1.w], &params[ids.ln1.b]], 0)?, &ln)?;
+        let x1 = x.apply_op3_no_bwd(&a, &norm_params(params, ids.ln1)?, &ln)?;
         let f1 = lin(&x1, ids.fc1)?;
         let g1 = gelu::apply(&f1)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
         let (f, ffn_adapter) = self.adapter_forward(params, adapters.map(|a| a.ffn), masked(&f2, &mask2)?)?;
-        let out = x1.apply_op3_no_bwd(&f, &Tensor::stack(&[&params[ids.ln2.w], &params[ids.ln2.b]], 0)?, &ln)?;
+        let out = x1.apply_op3_no_bwd(&f, &norm_params(params, ids.ln2)?, &ln)?;
         let tape = BlockTape {
             x: x.clone(),
             q,
@@ -229,7 +230,7 @@ impl MlmModel {
         grads: &mut Grads,
     ) -> Result<Tensor> {
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let wb2 = Tensor::stack(&[&params[ids.ln2.w], &params[ids.ln2.b]], 0)?;
+        let wb2 = norm_params(params, ids.ln2)?;
         let (ds2, dwb2) = ln.grads(&(&t.x1 + &t.f)?, &wb2, dout)?;
         grads.norm(ids.ln2, &dwb2)?;
         let df2 =
@@ -239,7 +240,7 @@ impl MlmModel {
         let df1 = gelu::grads(&t.f1, &dg1)?;
         let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1)?;
         grads.linear(ids.fc1, dw, db)?;
-        let wb1 = Tensor::stack(&[&params[ids.ln1.w], &params[ids.ln1.b]], 0)?;
+        let wb1 = norm_params(params, ids.ln1)?;
         let (ds1, dwb1) = ln.grads(&(&t.x + &t.a)?, &wb1, &(ds2 + dx1)?)?;
         grads.norm(ids.ln1, &dwb1)?;
         let dop =
