@@ -82,7 +82,7 @@ pub fn group_gram(grams: &[f64], n: usize, members: &[usize]) -> Vec<f64> {
 /// over the uses, batches or sets that contribute to it.
 pub fn accumulate(sum: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     *sum = Some(match sum.take() {
-        Some(a) => (a + g)?,
+        Some(a) => crate::kernels::elementwise::combine(&[&a, &g], None)?,
         None => g,
     });
     Ok(())

@@ -3,6 +3,7 @@
 
 use candle_core::{CpuStorage, DType, Layout, WithDType};
 use gemm::Parallelism;
+use std::mem::MaybeUninit;
 
 /// The element types the fused CPU kernels run on: `f32` for speed, `f64` for gradient checks.
 pub(crate) trait Float: WithDType + num_traits::Float + Send + Sync + 'static {
@@ -237,6 +238,37 @@ pub(crate) unsafe fn written<T: Float>(
     // SAFETY: the caller guarantees that `write` initialised all `len` elements.
     out.set_len(len);
     out
+}
+
+/// A buffer of `len` elements filled in parallel, `chunk` elements per task:
+/// `write(start, part)` fills `part`, which holds elements `start..start + part.len()`.
+/// Nothing is zeroed first: every element is written once, by `write`.
+///
+/// # Safety
+/// `write` must initialise every element of the part it is given.
+pub(crate) unsafe fn par_written<T: Float>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<T>]) + Send + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let chunk = chunk.max(1);
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(chunk).enumerate().for_each(|(i, part)| write(i * chunk, part));
+    // SAFETY: the caller guarantees that `write` initialised every part, and the parts cover
+    // all `len` elements.
+    out.set_len(len);
+    out
+}
+
+/// `part` as initialised elements.
+///
+/// # Safety
+/// Every element of `part` must have been written.
+#[inline(always)]
+pub(crate) unsafe fn assume_init<T>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the caller guarantees initialisation.
+    &mut *(part as *mut [MaybeUninit<T>] as *mut [T])
 }
 
 /// The number of threads the kernels use (rayon's pool, which candle shares).

@@ -1,8 +1,10 @@
 //! Mean cross-entropy of logits against class ids, with its gradient in one pass per row.
 
-use super::cpu::{float_dispatch, max, multiversion, slice, sum_by, Float};
+use super::cpu::{assume_init, float_dispatch, max, multiversion, par_written, slice, sum_by, Float};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 /// `mean_i (logsumexp(logits_i) − logits_i[target_i])`: `CustomOp2(logits [n, V], targets u32 [n])`.
 pub(crate) struct CrossEntropy;
@@ -41,13 +43,30 @@ multiversion! {
 }
 
 multiversion! {
-    /// `o = scale · (softmax(row) − onehot(t))`.
-    fn row_grad<T>(o: &mut [T], row: &[T], t: usize, scale: T) {
-        let (max, lse) = log_sum_exp(row);
-        for (o, &x) in o.iter_mut().zip(row) {
-            *o = scale * (x - max - lse).exp_fast();
+    /// Writes `o = scale · (softmax(row) − onehot(t))` and returns `logsumexp(row) − row[t]`,
+    /// with one `exp` per element.
+    fn row_loss_grad<T>(o: &mut [MaybeUninit<T>], row: &[T], t: usize, scale: T) -> T {
+        let max = max(row);
+        // Eight independent partial sums, so that the loop vectorises.
+        let mut lanes = [T::zero(); 8];
+        let whole = row.len() / 8 * 8;
+        for (o, x) in o[..whole].chunks_exact_mut(8).zip(row[..whole].chunks_exact(8)) {
+            for i in 0..8 {
+                let e = (x[i] - max).exp_fast();
+                o[i].write(e);
+                lanes[i] += e;
+            }
         }
+        for (o, &x) in o[whole..].iter_mut().zip(&row[whole..]) {
+            lanes[0] += *o.write((x - max).exp_fast());
+        }
+        let sum = lanes.iter().fold(T::zero(), |s, &x| s + x);
+        // SAFETY: the loop above wrote every element (`row` is as long as `o`).
+        let o = unsafe { assume_init(o) };
+        let k = scale / sum;
+        o.iter_mut().for_each(|o| *o *= k);
         o[t] -= scale;
+        max + sum.ln() - row[t]
     }
 }
 
@@ -56,15 +75,21 @@ fn forward<T: Float>(logits: &[T], targets: &[u32], v: usize) -> f64 {
     logits.par_chunks(v).zip(targets.par_iter()).map(|(row, &t)| WithDType::to_f64(row_loss(row, t as usize))).sum()
 }
 
-/// `scale · (softmax(logits) − onehot(target))`, row by row.
-fn backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> Vec<T> {
+/// The summed loss of all rows, and `scale · (softmax(logits) − onehot(target))` row by row.
+fn loss_and_backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> (f64, Vec<T>) {
     let scale = T::from_f64(scale);
-    let mut out = vec![T::zero(); logits.len()];
-    out.par_chunks_mut(v)
-        .zip(logits.par_chunks(v))
-        .zip(targets.par_iter())
-        .for_each(|((o, row), &t)| row_grad(o, row, t as usize, scale));
-    out
+    let rows = Mutex::new(Vec::with_capacity(targets.len()));
+    let write = |start: usize, o: &mut [MaybeUninit<T>]| {
+        let (i, row) = (start / v, &logits[start..start + o.len()]);
+        let loss = row_loss_grad(o, row, targets[i] as usize, scale);
+        rows.lock().unwrap_or_else(|e| e.into_inner()).push((i, WithDType::to_f64(loss)));
+    };
+    // SAFETY: each part is one row, which `row_loss_grad` writes completely.
+    let grads = unsafe { par_written(logits.len(), v, write) };
+    // Summed in row order, so that the loss does not depend on which task finished first.
+    let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
+    rows.sort_by_key(|(i, _)| *i);
+    (rows.iter().map(|(_, l)| l).sum(), grads)
 }
 
 impl CustomOp2 for CrossEntropy {
@@ -98,38 +123,25 @@ impl CustomOp2 for CrossEntropy {
     }
 }
 
-/// The gradient `scale · (softmax(logits) − onehot(target))`: `CustomOp2(logits, targets)`.
-struct CrossEntropyGrad {
-    scale: f64,
-}
-
-impl CustomOp2 for CrossEntropyGrad {
-    fn name(&self) -> &'static str {
-        "fused-cross-entropy-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        l: &CpuStorage,
-        ll: &Layout,
-        t: &CpuStorage,
-        tl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, v, targets) = checked(ll, t, tl, self.name())?;
-        float_dispatch!(l, self.name(), T => {
-            let out = backward(slice::<T>(l, ll, self.name())?, targets, v, self.scale);
-            Ok((T::to_cpu_storage_owned(out), ll.shape().clone()))
-        })
-    }
-}
-
-/// The mean cross-entropy without autograd (for hand-written backward passes).
-pub(crate) fn apply(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    logits.contiguous()?.apply_op2_no_bwd(&targets.contiguous()?, &CrossEntropy)
-}
-
 /// `d logits` of `scale ·` the mean cross-entropy.
 pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
-    let scale = scale / logits.dim(0)? as f64;
-    logits.contiguous()?.apply_op2_no_bwd(&targets.contiguous()?, &CrossEntropyGrad { scale })
+    Ok(loss_and_grads(logits, targets, scale)?.1)
+}
+
+/// The mean cross-entropy of `logits` (on the CPU, f32 or f64) against `targets`, and the
+/// gradient of `scale ·` it with respect to the logits, in one pass per row.
+pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Tensor, Tensor)> {
+    let name = "fused-cross-entropy-grad";
+    let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
+    let (lg, tg) = (logits.storage_and_layout(), targets.storage_and_layout());
+    let (candle_core::Storage::Cpu(l), candle_core::Storage::Cpu(t)) = (&*lg.0, &*tg.0) else {
+        return Err(candle_core::Error::Msg(format!("{name}: logits and targets must be on the CPU")));
+    };
+    let (n, v, targets) = checked(lg.1, t, tg.1, name)?;
+    let scale = scale / n as f64;
+    float_dispatch!(l, name, T => {
+        let (sum, grads) = loss_and_backward(slice::<T>(l, lg.1, name)?, targets, v, scale);
+        let loss = Tensor::new(T::from_f64(sum / n as f64), logits.device())?;
+        Ok((loss, Tensor::from_vec(grads, (n, v), logits.device())?))
+    })
 }

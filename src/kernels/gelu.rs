@@ -1,8 +1,8 @@
 //! The exact (erf) GELU, element-wise; the bias before it is added inside the fused linear map.
 
-use super::cpu::{float_dispatch, multiversion, slice, Float};
+use super::cpu::{float_dispatch, multiversion, par_written, slice, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per task.
 const CHUNK: usize = 4096;
@@ -12,41 +12,40 @@ pub(crate) struct Gelu;
 
 multiversion! {
     /// `y = x·Φ(x)` element by element.
-    fn gelu_chunk<T>(y: &mut [T], x: &[T]) {
+    fn gelu_chunk<T>(y: &mut [MaybeUninit<T>], x: &[T]) {
         let (half, rsqrt2) = (T::from_f64(0.5), T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = half * x * (T::one() + (x * rsqrt2).erf());
+            y.write(half * x * (T::one() + (x * rsqrt2).erf()));
         }
     }
 }
 
 multiversion! {
     /// `o = g · (Φ(x) + x·φ(x))` element by element.
-    fn gelu_grad_chunk<T>(o: &mut [T], x: &[T], g: &[T]) {
+    fn gelu_grad_chunk<T>(o: &mut [MaybeUninit<T>], x: &[T], g: &[T]) {
         let c = |v: f64| T::from_f64(v);
         let (half, rsqrt2, rsqrt2pi) = (c(0.5), c(std::f64::consts::FRAC_1_SQRT_2), c(0.3989422804014327));
         for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
             let cdf = half * (T::one() + (x * rsqrt2).erf());
             let pdf = rsqrt2pi * (-half * x * x).exp_fast();
-            *o = g * (cdf + x * pdf);
+            o.write(g * (cdf + x * pdf));
         }
     }
 }
 
 fn forward<T: Float>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| gelu_chunk(y, x));
-    y
+    // SAFETY: `gelu_chunk` writes every element of its part (`x` is as long as the output).
+    unsafe { par_written(x.len(), CHUNK, |start, y| gelu_chunk(y, &x[start..start + y.len()])) }
 }
 
-/// `g · (Φ(x) + x·φ(x))`.
+/// `g · (Φ(x) + x·φ(x))` (`g` is as long as `x`: checked by the caller).
 fn backward<T: Float>(x: &[T], g: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|((o, x), g)| gelu_grad_chunk(o, x, g));
-    out
+    let write = |start: usize, o: &mut [MaybeUninit<T>]| {
+        let span = start..start + o.len();
+        gelu_grad_chunk(o, &x[span.clone()], &g[span]);
+    };
+    // SAFETY: `gelu_grad_chunk` writes every element of its part.
+    unsafe { par_written(x.len(), CHUNK, write) }
 }
 
 impl CustomOp1 for Gelu {

@@ -1,7 +1,11 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
-use super::cpu::{column_sums, float_dispatch, matmul, slice, threads, written, Float, View};
+use super::cpu::{column_sums, float_dispatch, matmul, par_written, slice, threads, written, Float, View};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use std::mem::MaybeUninit;
+
+/// Output rows per task when the bias is written into the output before the product.
+const BIAS_ROWS_PER_TASK: usize = 64;
 
 /// The fused linear map; its backward is three plain matrix products and a column sum.
 pub(crate) struct Linear;
@@ -23,10 +27,15 @@ fn forward<T: Float>(
         )));
     }
     let (x, w, b) = (slice::<T>(x, xl, "linear")?, slice::<T>(w, wl, "linear")?, slice::<T>(b, bl, "linear")?);
-    let mut y: Vec<T> = Vec::with_capacity(n * out);
-    for _ in 0..n {
-        y.extend_from_slice(b);
-    }
+    let fill = |_: usize, rows: &mut [MaybeUninit<T>]| {
+        for row in rows.chunks_mut(out) {
+            row.iter_mut().zip(b).for_each(|(y, &b)| {
+                y.write(b);
+            });
+        }
+    };
+    // SAFETY: every part is whole rows of `out` elements, each written with the bias.
+    let mut y = unsafe { par_written(n * out, BIAS_ROWS_PER_TASK * out, fill) };
     // SAFETY: the views address `n×out`, `n×inp` and (transposed) `out×inp` matrices that the
     // three buffers hold exactly; `y` is owned here.
     unsafe {

@@ -31,6 +31,7 @@ pub(crate) mod adamw;
 pub(crate) mod attention;
 mod cpu;
 pub(crate) mod cross_entropy;
+pub(crate) mod elementwise;
 pub(crate) mod gelu;
 pub(crate) mod gram;
 pub(crate) mod linear;

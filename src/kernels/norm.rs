@@ -3,11 +3,13 @@
 //! The scale and shift travel as one `[2, d]` tensor (`wb`, built with `Tensor::stack`, whose
 //! backward hands each half its gradient), so the op has at most three inputs.
 
-use super::cpu::{float_dispatch, multiversion, slice, sum_by, sum_zip, Float};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use super::cpu::{float_dispatch, guarded, multiversion, par_written, slice, sum_by, sum_zip, supported, Float};
+use super::elementwise::combine_into;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
-/// Rows per task in the backward pass, whose tasks also sum the scale and shift gradients.
+/// Rows per task (in the backward pass, each task also sums the scale and shift gradients).
 const ROWS_PER_TASK: usize = 64;
 
 /// Fused LayerNorm (biased variance, as PyTorch): `CustomOp2(x, wb)` or `CustomOp3(x, r, wb)`.
@@ -39,15 +41,13 @@ fn rows_and_width(xl: &Layout, others: &[&Layout], wbl: &Layout, op: &str) -> ca
 }
 
 multiversion! {
-    /// `out = LN(x [+ r]) · w + b` for one row.
-    fn norm_row<T>(out: &mut [T], x: &[T], r: Option<&[T]>, w: &[T], b: &[T], eps: T) {
-        match r {
-            Some(r) => out.iter_mut().zip(x).zip(r).for_each(|((o, &x), &r)| *o = x + r),
-            None => out.copy_from_slice(x),
-        }
-        let (mean, rstd) = moments(out, eps);
-        for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
-            *o = (*o - mean) * rstd * w + b;
+    /// Replaces every `w.len()`-wide row of `rows` by `LN(row) · w + b`.
+    fn norm_rows<T>(rows: &mut [T], w: &[T], b: &[T], eps: T) {
+        for out in rows.chunks_mut(w.len()) {
+            let (mean, rstd) = moments(out, eps);
+            for ((o, &w), &b) in out.iter_mut().zip(w).zip(b) {
+                *o = (*o - mean) * rstd * w + b;
+            }
         }
     }
 }
@@ -55,12 +55,13 @@ multiversion! {
 fn forward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], d: usize, eps: f64) -> Vec<T> {
     let (w, b) = wb.split_at(d);
     let eps = T::from_f64(eps);
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
-        let rows = i * d..(i + 1) * d;
-        norm_row(out, &x[rows.clone()], r.map(|r| &r[rows]), w, b, eps);
-    });
-    y
+    let write = |start: usize, rows: &mut [MaybeUninit<T>]| {
+        let span = start..start + rows.len();
+        let terms: Vec<&[T]> = std::iter::once(x).chain(r).map(|t| &t[span.clone()]).collect();
+        norm_rows(combine_into(rows, &terms, None), w, b, eps);
+    };
+    // SAFETY: `combine_into` initialises every element of each part.
+    unsafe { par_written(x.len(), ROWS_PER_TASK * d, write) }
 }
 
 impl LayerNorm {
@@ -81,15 +82,45 @@ impl LayerNorm {
         Ok((T::to_cpu_storage_owned(y), x.1.shape().clone()))
     }
 
-    /// `(dx, dwb)` of the LayerNorm of `s` (the residual sum, already added) given `g = dy`.
-    pub(crate) fn grads(&self, s: &Tensor, wb: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let d = s.dim(candle_core::D::Minus1)?;
-        if d == 0 {
-            return Err(candle_core::Error::Msg(format!("fused-layer-norm-grad: input {:?} has width 0", s.dims())));
+    /// `(dx, dwb)` of the LayerNorm of `x` (or of the residual sum `x + r`) given the output
+    /// gradient `Σ g` (the sum of one or more contributions), in one pass per row.
+    pub(crate) fn grads(
+        &self,
+        x: &Tensor,
+        r: Option<&Tensor>,
+        wb: &Tensor,
+        g: &[&Tensor],
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let name = "fused-layer-norm-grad";
+        let d = x.dim(candle_core::D::Minus1)?;
+        let n = x.elem_count() / d.max(1);
+        let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
+        if !(std::iter::once(x).chain(r).chain(g.iter().copied()).all(on_cpu) && supported(x.dtype())) || g.is_empty() {
+            return Err(candle_core::Error::Msg(format!(
+                "{name}: needs f32 or f64 CPU tensors of one dtype and at least one output gradient"
+            )));
         }
-        let n = s.elem_count() / d;
-        let packed = s.apply_op3_no_bwd(wb, &g.contiguous()?, &LayerNormGrad { eps: self.eps })?;
-        Ok((packed.narrow(0, 0, n)?.reshape(s.shape())?, packed.narrow(0, n, 2)?))
+        let (x, wb) = (x.contiguous()?, wb.contiguous()?);
+        let r = r.map(Tensor::contiguous).transpose()?;
+        let g = g.iter().map(|t| t.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+        let (xg, wbg) = (x.storage_and_layout(), wb.storage_and_layout());
+        let rg = r.as_ref().map(|r| r.storage_and_layout());
+        let gg: Vec<_> = g.iter().map(|t| t.storage_and_layout()).collect();
+        let others: Vec<&Layout> = rg.iter().chain(&gg).map(|s| s.1).collect();
+        rows_and_width(xg.1, &others, wbg.1, name)?;
+        macro_rules! run {
+            ($t:ty) => {{
+                let r = rg.as_ref().map(|r| guarded::<$t>(r, name)).transpose()?;
+                let g = gg.iter().map(|s| guarded::<$t>(s, name)).collect::<candle_core::Result<Vec<_>>>()?;
+                let out = backward(guarded::<$t>(&xg, name)?, r, guarded::<$t>(&wbg, name)?, &g, d, self.eps);
+                Tensor::from_vec(out, (n + 2, d), x.device())?
+            }};
+        }
+        let packed = match x.dtype() {
+            DType::F32 => run!(f32),
+            _ => run!(f64),
+        };
+        Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?))
     }
 }
 
@@ -115,7 +146,7 @@ impl CustomOp2 for LayerNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dwb) = self.grads(x, wb, g)?;
+        let (dx, dwb) = self.grads(x, None, wb, &[g])?;
         Ok((Some(dx), Some(dwb)))
     }
 }
@@ -145,31 +176,26 @@ impl CustomOp3 for LayerNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dwb) = self.grads(&(x + r)?, wb, g)?;
+        let (dx, dwb) = self.grads(x, Some(r), wb, &[g])?;
         Ok((Some(dx.clone()), Some(dx), Some(dwb)))
     }
 }
 
-/// The LayerNorm backward: `CustomOp3(s, wb, g)` → `[rows + 2, d]`: the input gradient's rows,
-/// then the scale's and the shift's gradients.
-struct LayerNormGrad {
-    eps: f64,
-}
-
 multiversion! {
-    /// For rows `s` of the residual sum and their output gradients `g`: writes the input
-    /// gradients into `dx` and adds the scale and shift gradients into `dw` and `db`.
-    fn norm_grad_rows<T>(dx: &mut [T], s: &[T], g: &[T], w: &[T], dw: &mut [T], db: &mut [T], eps: T) {
+    /// For rows `s` of the (residual-summed) input and their output gradients, held in `dx` on
+    /// entry: overwrites `dx` with the input gradients and adds the scale and shift gradients
+    /// into `dw` and `db`.
+    fn norm_grad_rows<T>(dx: &mut [T], s: &[T], w: &[T], dw: &mut [T], db: &mut [T], eps: T) {
         let d = w.len();
         let width = T::from_f64(d as f64);
-        for ((dxi, si), gi) in dx.chunks_mut(d).zip(s.chunks(d)).zip(g.chunks(d)) {
+        for (dxi, si) in dx.chunks_mut(d).zip(s.chunks(d)) {
             let (mean, rstd) = moments(si, eps);
             for c in 0..d {
-                let xh = (si[c] - mean) * rstd;
-                dw[c] += gi[c] * xh;
-                db[c] += gi[c];
+                let (xh, gi) = ((si[c] - mean) * rstd, dxi[c]);
+                dw[c] += gi * xh;
+                db[c] += gi;
                 // dxi holds ĝ = g ⊙ w until the last loop.
-                dxi[c] = gi[c] * w[c];
+                dxi[c] = gi * w[c];
             }
             let mean_gh = sum_by(dxi, |gh| gh) / width;
             let mean_gh_xh = sum_zip(dxi, si, |gh, s| gh * (s - mean) * rstd) / width;
@@ -181,64 +207,38 @@ multiversion! {
     }
 }
 
-fn backward<T: Float>(s: &[T], wb: &[T], g: &[T], d: usize, eps: f64) -> Vec<T> {
+/// `[rows + 2, d]`: the input gradient's rows, then the scale's and the shift's gradients, of
+/// the LayerNorm of `x [+ r]` given the output gradient `Σ g`.
+fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, eps: f64) -> Vec<T> {
     let w = &wb[..d];
     let eps = T::from_f64(eps);
-    let n = s.len() / d;
-    let mut out = vec![T::zero(); (n + 2) * d];
-    let (dx, _) = out.split_at_mut(n * d);
-    let partial: Vec<(Vec<T>, Vec<T>)> = dx
-        .par_chunks_mut(ROWS_PER_TASK * d)
-        .enumerate()
-        .map(|(task, rows)| {
-            let (mut dw, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
-            let span = task * ROWS_PER_TASK * d..task * ROWS_PER_TASK * d + rows.len();
-            norm_grad_rows(rows, &s[span.clone()], &g[span], w, &mut dw, &mut db, eps);
-            (dw, db)
-        })
-        .collect();
-    let (dw, db) = out[n * d..].split_at_mut(d);
-    for (pw, pb) in &partial {
-        dw.iter_mut().zip(pw).for_each(|(a, &b)| *a += b);
-        db.iter_mut().zip(pb).for_each(|(a, &b)| *a += b);
+    let n = x.len() / d;
+    let partials = Mutex::new(Vec::with_capacity(n.div_ceil(ROWS_PER_TASK)));
+    let write = |start: usize, rows: &mut [MaybeUninit<T>]| {
+        let span = start..start + rows.len();
+        let g: Vec<&[T]> = g.iter().map(|g| &g[span.clone()]).collect();
+        let mut summed = Vec::with_capacity(rows.len());
+        let s = match r {
+            Some(r) => {
+                let scratch = &mut summed.spare_capacity_mut()[..rows.len()];
+                &*combine_into(scratch, &[&x[span.clone()], &r[span]], None)
+            }
+            None => &x[span],
+        };
+        let mut dwb = vec![T::zero(); 2 * d];
+        let (dw, db) = dwb.split_at_mut(d);
+        norm_grad_rows(combine_into(rows, &g, None), s, w, dw, db, eps);
+        partials.lock().unwrap_or_else(|e| e.into_inner()).push((start, dwb));
+    };
+    // SAFETY: `combine_into` initialises every element of each part.
+    let mut out = unsafe { par_written(n * d, ROWS_PER_TASK * d, write) };
+    // Summed in row order, so that the result does not depend on which task finished first.
+    let mut partials = partials.into_inner().unwrap_or_else(|e| e.into_inner());
+    partials.sort_by_key(|(start, _)| *start);
+    let mut total = vec![T::zero(); 2 * d];
+    for (_, p) in &partials {
+        total.iter_mut().zip(p).for_each(|(t, &p)| *t += p);
     }
+    out.extend(total);
     out
-}
-
-impl LayerNormGrad {
-    fn run<T: Float>(
-        &self,
-        s: (&CpuStorage, &Layout),
-        wb: (&CpuStorage, &Layout),
-        g: (&CpuStorage, &Layout),
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (n, d) = rows_and_width(s.1, &[g.1], wb.1, name)?;
-        let out = backward(
-            slice::<T>(s.0, s.1, name)?,
-            slice::<T>(wb.0, wb.1, name)?,
-            slice::<T>(g.0, g.1, name)?,
-            d,
-            self.eps,
-        );
-        Ok((T::to_cpu_storage_owned(out), Shape::from((n + 2, d))))
-    }
-}
-
-impl CustomOp3 for LayerNormGrad {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s: &CpuStorage,
-        sl: &Layout,
-        wb: &CpuStorage,
-        wbl: &Layout,
-        g: &CpuStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        float_dispatch!(s, self.name(), T => self.run::<T>((s, sl), (wb, wbl), (g, gl)))
-    }
 }

@@ -89,11 +89,7 @@ pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<
     }
     let scale = 1.0 / (1.0 - p);
     let keep = if x.device().is_cpu() {
-        let mut bits = vec![0u32; x.elem_count()];
-        rng.fill(&mut bits[..]);
-        let threshold = (p * 4_294_967_296.0) as u64;
-        let values: Vec<f32> = bits.iter().map(|&b| if (b as u64) < threshold { 0.0 } else { scale as f32 }).collect();
-        Tensor::from_vec(values, x.shape(), x.device())?
+        Tensor::from_vec(cpu_keep_mask(x.elem_count(), p, scale as f32, rng), x.shape(), x.device())?
     } else {
         x.device().set_seed(rng.random())?;
         (Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?.to_dtype(DType::F32)? * scale)?
@@ -101,8 +97,56 @@ pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<
     Ok(Some(keep.to_dtype(x.dtype())?))
 }
 
+/// `len` draws of `0` (probability `p`) or `scale`, one 32-bit word of `rng` each, in
+/// parallel: each task reads its own words of the stream (ChaCha seeks), so the mask is the
+/// one a sequential fill would give, and `rng` ends past all `len` words.
+fn cpu_keep_mask(len: usize, p: f64, scale: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 16_384;
+    let threshold = (p * 4_294_967_296.0) as u64;
+    let base = rng.get_word_pos();
+    let mut keep = vec![0f32; len];
+    keep.par_chunks_mut(CHUNK).enumerate().for_each(|(i, out)| {
+        let mut words = [0u32; CHUNK];
+        let words = &mut words[..out.len()];
+        let mut stream = rng.clone();
+        stream.set_word_pos(base + (i * CHUNK) as u128);
+        stream.fill(words);
+        for (k, &w) in out.iter_mut().zip(words.iter()) {
+            *k = if (w as u64) < threshold { 0.0 } else { scale };
+        }
+    });
+    rng.set_word_pos(base + len as u128);
+    keep
+}
+
 /// Mean cross-entropy of `logits` `[n, vocab]` against `targets` `[n]` (u32), in f32 or f64.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = if logits.dtype() == DType::F64 { logits.clone() } else { logits.to_dtype(DType::F32)? };
     Ok(candle_nn::loss::cross_entropy(&logits, targets)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn parallel_keep_mask_is_the_sequential_draw() {
+        let (p, scale, len) = (0.3, 1.0 / 0.7, 40_001);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let _: u32 = rng.random(); // start mid-stream
+        let mut sequential = rng.clone();
+        let mask = cpu_keep_mask(len, p, scale as f32, &mut rng);
+        let mut words = vec![0u32; len];
+        sequential.fill(&mut words[..]);
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let expected: Vec<f32> =
+            words.iter().map(|&w| if (w as u64) < threshold { 0.0 } else { scale as f32 }).collect();
+        assert_eq!(mask, expected);
+        // Both streams go on from the same word.
+        assert_eq!(rng.random::<u64>(), sequential.random::<u64>());
+        let dropped = mask.iter().filter(|&&k| k == 0.0).count() as f64 / len as f64;
+        assert!((dropped - p).abs() < 0.01, "dropped {dropped}");
+    }
 }

@@ -12,6 +12,7 @@ use crate::batch::MlmBatch;
 use crate::error::Result;
 use crate::grads::accumulate;
 use crate::kernels::attention::{context_grads, probabilities_grads, HeadProduct, Probabilities, Product};
+use crate::kernels::elementwise::combine;
 use crate::kernels::{cross_entropy, gelu, linear, norm};
 use crate::model::layers::dropout_mask;
 use candle_core::Tensor;
@@ -72,7 +73,7 @@ fn norm_params(params: &[Tensor], ids: LinearIds) -> Result<Tensor> {
 /// `x ⊙ mask`, or `x` without a mask.
 fn masked(x: &Tensor, mask: &Option<Tensor>) -> Result<Tensor> {
     Ok(match mask {
-        Some(m) => (x * m)?,
+        Some(m) => combine(&[x], Some(m))?,
         None => x.clone(),
     })
 }
@@ -142,10 +143,8 @@ impl MlmModel {
         let picked = h.index_select(&positions, 0)?;
         let (tok, out_bias) = (self.emb.tok, self.emb.out_bias);
         let logits = linear::apply(&picked, &params[tok], &params[out_bias])?;
-        let loss = cross_entropy::apply(&logits, &targets)?;
-
+        let (loss, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
         let mut grads = Grads(vec![None; params.len()]);
-        let dlogits = cross_entropy::grads(&logits, &targets, weight)?;
         let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
@@ -154,7 +153,7 @@ impl MlmModel {
             let adapters = self.adapters.get(lang).map(|a| a[i]);
             dh = self.block_backward(params, block, adapters, tape, &dh, s, &mut grads)?;
         }
-        let (de, dwb0) = ln.grads(&e, &wb0, &masked(&dh, &mask0)?)?;
+        let (de, dwb0) = ln.grads(&e, None, &wb0, &[&masked(&dh, &mask0)?])?;
         grads.norm(LinearIds { w: self.emb.ln_w, b: self.emb.ln_b }, &dwb0)?;
         grads.add(tok, params[tok].zeros_like()?.index_add(&ids, &de, 0)?)?;
         let dpos = de.reshape((b, s, d))?.sum(0)?;
@@ -231,31 +230,29 @@ impl MlmModel {
     ) -> Result<Tensor> {
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let wb2 = norm_params(params, ids.ln2)?;
-        let (ds2, dwb2) = ln.grads(&(&t.x1 + &t.f)?, &wb2, dout)?;
+        let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &wb2, &[dout])?;
         grads.norm(ids.ln2, &dwb2)?;
-        let df2 =
-            masked(&self.adapter_backward(params, adapters.map(|a| a.ffn), t.ffn_adapter, &ds2, grads)?, &t.mask2)?;
+        let df2 = self.adapter_backward(params, adapters.map(|a| a.ffn), t.ffn_adapter, &ds2, &t.mask2, grads)?;
         let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2)?;
         grads.linear(ids.fc2, dw, db)?;
         let df1 = gelu::grads(&t.f1, &dg1)?;
         let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1)?;
         grads.linear(ids.fc1, dw, db)?;
         let wb1 = norm_params(params, ids.ln1)?;
-        let (ds1, dwb1) = ln.grads(&(&t.x + &t.a)?, &wb1, &(ds2 + dx1)?)?;
+        let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
-        let dop =
-            masked(&self.adapter_backward(params, adapters.map(|a| a.attn), t.attn_adapter, &ds1, grads)?, &t.mask1)?;
+        let dop = self.adapter_backward(params, adapters.map(|a| a.attn), t.attn_adapter, &ds1, &t.mask1, grads)?;
         let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop)?;
         grads.linear(ids.o, dw, db)?;
         let (dp, dv) = context_grads(&t.probs, &t.v, &dctx, self.config.heads, seq)?;
         let (dq, dk) = probabilities_grads(&t.q, &t.k, &t.probs, &dp, &self.probabilities(seq, None))?;
-        let mut dx = ds1;
+        let mut dx = vec![ds1];
         for (l, g) in [(ids.q, dq), (ids.k, dk), (ids.v, dv)] {
             let (dxi, dw, db) = linear::grads(&t.x, &params[l.w], &g)?;
             grads.linear(l, dw, db)?;
-            dx = (dx + dxi)?;
+            dx.push(dxi);
         }
-        Ok(dx)
+        Ok(combine(&dx.iter().collect::<Vec<_>>(), None)?)
     }
 
     /// `h + up(gelu(down(h)))` and its tape, or `h` itself without an adapter.
@@ -268,26 +265,28 @@ impl MlmModel {
         let Some(ids) = ids else { return Ok((h, None)) };
         let down = linear::apply(&h, &params[ids.down.w], &params[ids.down.b])?;
         let act = gelu::apply(&down)?;
-        let out = (&h + linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?)?;
+        let out = combine(&[&h, &linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?], None)?;
         Ok((out, Some(AdapterTape { h, down, act })))
     }
 
-    /// `d h` of an adapter given `d out`, adding its parameter gradients.
+    /// `d h ⊙ mask` of an adapter (or of the identity, without one) given `d out`, adding its
+    /// parameter gradients; `mask` is the dropout mask applied before it.
     fn adapter_backward(
         &self,
         params: &[Tensor],
         ids: Option<AdapterIds>,
         tape: Option<AdapterTape>,
         dout: &Tensor,
+        mask: &Option<Tensor>,
         grads: &mut Grads,
     ) -> Result<Tensor> {
-        let (Some(ids), Some(t)) = (ids, tape) else { return Ok(dout.clone()) };
+        let (Some(ids), Some(t)) = (ids, tape) else { return masked(dout, mask) };
         let (dact, dw, db) = linear::grads(&t.act, &params[ids.up.w], dout)?;
         grads.linear(ids.up, dw, db)?;
         let ddown = gelu::grads(&t.down, &dact)?;
         let (dh, dw, db) = linear::grads(&t.h, &params[ids.down.w], &ddown)?;
         grads.linear(ids.down, dw, db)?;
-        Ok((dout + dh)?)
+        Ok(combine(&[dout, &dh], mask.as_ref())?)
     }
 }
 
