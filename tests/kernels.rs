@@ -282,3 +282,54 @@ fn adamw_rejects_mismatched_lists_with_a_message() {
     let err = adam.step(&[&var], &[None], &[true], 0.1).unwrap_err().to_string();
     assert!(err.contains("2 variables") && err.contains("1 variables"), "{err}");
 }
+
+#[test]
+fn merged_languages_pass_equals_one_pass_per_language() {
+    // Three batches (sw, en, sw) of one length: on the fused kernels they run as one merged
+    // batch, each row through its own language's adapters and language embedding; on the
+    // reference ops, one autograd pass per batch, weighted by its share of the targets.
+    let mut model = MlmModel::new(config(), 5, DType::F64, &Device::Cpu).unwrap();
+    for (info, var) in model.registry().infos().iter().zip(model.registry().vars()) {
+        if info.name.ends_with("up.weight") {
+            var.set(&(var.as_tensor() * 100.0).unwrap()).unwrap();
+        }
+    }
+    let sw = batch();
+    let mut en = batch();
+    en.lang = Lang::new("en").unwrap();
+    en.tokens.iter_mut().filter(|t| **t != 0).for_each(|t| *t = 5 + (*t * 7) % 92);
+    en.positions.truncate(4);
+    en.targets.truncate(4);
+    let mut sw2 = batch();
+    sw2.rows = 1;
+    sw2.tokens.truncate(16);
+    sw2.positions = vec![2, 9];
+    sw2.targets = vec![40, 41];
+    let batches = [sw, en, sw2];
+    let params = model.registry().tensors();
+    let mut run = |kernels: Kernels| {
+        model.set_kernels(kernels);
+        model.joint_loss_and_grads(&params, &batches, None).unwrap()
+    };
+    let (fused_losses, fused) = run(Kernels::Fused);
+    let (ref_losses, reference) = run(Kernels::Reference);
+    assert_eq!(fused_losses.len(), 3);
+    for (f, r) in fused_losses.iter().zip(&ref_losses) {
+        assert!(gap(f, r, 1e-12) < 1e-12, "loss {f} vs {r}");
+    }
+    let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    // Relative to the largest gradient: some (the key bias's) are zero up to rounding.
+    let largest = reference.iter().flatten().map(max_abs).fold(0.0, f64::max);
+    for ((f, r), info) in fused.iter().zip(&reference).zip(model.registry().infos()) {
+        let (f, r) = (f.as_ref().expect(&info.name), r.as_ref().expect(&info.name));
+        let worst = max_abs(&(f - r).unwrap()) / largest;
+        assert!(worst < 1e-10, "{}: gradient gap {worst:e}", info.name);
+    }
+    // A batch with nothing to predict is an error that names its language.
+    let mut empty = batches.to_vec();
+    empty[1].positions.clear();
+    empty[1].targets.clear();
+    model.set_kernels(Kernels::Fused);
+    let err = model.joint_loss_and_grads(&params, &empty, None).unwrap_err().to_string();
+    assert!(err.contains("en"), "{err}");
+}

@@ -75,8 +75,8 @@ fn forward<T: Float>(logits: &[T], targets: &[u32], v: usize) -> f64 {
     logits.par_chunks(v).zip(targets.par_iter()).map(|(row, &t)| WithDType::to_f64(row_loss(row, t as usize))).sum()
 }
 
-/// The summed loss of all rows, and `scale · (softmax(logits) − onehot(target))` row by row.
-fn loss_and_backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> (f64, Vec<T>) {
+/// Each row's loss, and `scale · (softmax(logits) − onehot(target))` row by row.
+fn loss_and_backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> (Vec<f64>, Vec<T>) {
     let scale = T::from_f64(scale);
     let rows = Mutex::new(Vec::with_capacity(targets.len()));
     let write = |start: usize, o: &mut [MaybeUninit<T>]| {
@@ -86,10 +86,9 @@ fn loss_and_backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f
     };
     // SAFETY: each part is one row, which `row_loss_grad` writes completely.
     let grads = unsafe { par_written(logits.len(), v, write) };
-    // Summed in row order, so that the loss does not depend on which task finished first.
     let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
     rows.sort_by_key(|(i, _)| *i);
-    (rows.iter().map(|(_, l)| l).sum(), grads)
+    (rows.into_iter().map(|(_, l)| l).collect(), grads)
 }
 
 impl CustomOp2 for CrossEntropy {
@@ -128,9 +127,9 @@ pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_cor
     Ok(loss_and_grads(logits, targets, scale)?.1)
 }
 
-/// The mean cross-entropy of `logits` (on the CPU, f32 or f64) against `targets`, and the
-/// gradient of `scale ·` it with respect to the logits, in one pass per row.
-pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Tensor, Tensor)> {
+/// The cross-entropy of each row of `logits` (on the CPU, f32 or f64) against its target,
+/// and the gradient of `scale ×` their mean with respect to the logits, in one pass per row.
+pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Vec<f64>, Tensor)> {
     let name = "fused-cross-entropy-grad";
     let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
     let (lg, tg) = (logits.storage_and_layout(), targets.storage_and_layout());
@@ -140,8 +139,7 @@ pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> c
     let (n, v, targets) = checked(lg.1, t, tg.1, name)?;
     let scale = scale / n as f64;
     float_dispatch!(l, name, T => {
-        let (sum, grads) = loss_and_backward(slice::<T>(l, lg.1, name)?, targets, v, scale);
-        let loss = Tensor::new(T::from_f64(sum / n as f64), logits.device())?;
-        Ok((loss, Tensor::from_vec(grads, (n, v), logits.device())?))
+        let (losses, grads) = loss_and_backward(slice::<T>(l, lg.1, name)?, targets, v, scale);
+        Ok((losses, Tensor::from_vec(grads, (n, v), logits.device())?))
     })
 }

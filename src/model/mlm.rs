@@ -281,7 +281,7 @@ impl MlmModel {
     pub fn hidden_with(&self, params: &[Tensor], batch: &MlmBatch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         self.check_batch(params, batch)?;
         let lang = self.config.languages.index(&batch.lang)?;
-        let (_, x) = self.embeddings(params, batch, lang)?;
+        let (_, x) = self.embeddings(params, batch, Some(lang))?;
         let p = |i: usize| &params[i];
         let x = self.kernels.layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
         let mut x = dropout(&x, self.config.dropout, rng.as_deref_mut())?;
@@ -294,14 +294,14 @@ impl MlmModel {
         Ok(x)
     }
 
-    /// The token ids `[batch·seq]` and the summed token, position (and language) embeddings
-    /// `[batch·seq, d]` before their LayerNorm.
-    fn embeddings(&self, params: &[Tensor], batch: &MlmBatch, lang: usize) -> Result<(Tensor, Tensor)> {
+    /// The token ids `[batch·seq]` and the summed token, position (and, given a `lang`,
+    /// language) embeddings `[batch·seq, d]` before their LayerNorm.
+    fn embeddings(&self, params: &[Tensor], batch: &MlmBatch, lang: Option<usize>) -> Result<(Tensor, Tensor)> {
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ids = Tensor::from_slice(&batch.tokens, b * s, &self.device)?;
         let mut x = params[self.emb.tok].index_select(&ids, 0)?.reshape((b, s, d))?;
         x = x.broadcast_add(&params[self.emb.pos].narrow(0, 0, s)?)?;
-        if let Some(l) = self.emb.lang {
+        if let (Some(l), Some(lang)) = (self.emb.lang, lang) {
             x = x.broadcast_add(&params[l].narrow(0, lang, 1)?)?;
         }
         Ok((ids, x.reshape((b * s, d))?))

@@ -6,7 +6,6 @@ use super::eval::{evaluate, EvalOptions, EvalReport};
 use super::optim::{clip_scale, global_norm, learning_rate, AdamW};
 use crate::batch::{MlmBatch, MlmMasker, TemperatureSampler};
 use crate::error::{Error, Result};
-use crate::grads::accumulate;
 use crate::grads::scalar;
 use crate::lang::Lang;
 use crate::model::MlmModel;
@@ -234,20 +233,12 @@ impl Trainer {
         let total_targets: usize = batches.iter().map(|b| b.targets.len()).sum();
         let mut dropout_rng = stream(self.config.seed, Purpose::Dropout, self.step as u64);
         let params = self.model.registry().tensors();
-        let mut step_grads: Vec<Option<Tensor>> = vec![None; params.len()];
+        let (losses, step_grads) = self.model.joint_loss_and_grads(&params, &batches, Some(&mut dropout_rng))?;
         let (mut loss, mut languages) = (0.0, Vec::with_capacity(batches.len()));
-        for batch in &batches {
-            let weight = batch.targets.len() as f64 / total_targets as f64;
-            let (batch_loss, grads) =
-                self.model.weighted_loss_and_grads(&params, batch, Some(&mut dropout_rng), weight)?;
-            let language = self.checked(&batch_loss, batch)?;
-            loss += language.loss * weight;
+        for (batch, batch_loss) in batches.iter().zip(&losses) {
+            let language = self.checked(batch_loss, batch)?;
+            loss += language.loss * batch.targets.len() as f64 / total_targets as f64;
             languages.push(language);
-            for (sum, g) in step_grads.iter_mut().zip(grads) {
-                if let Some(g) = g {
-                    accumulate(sum, g)?;
-                }
-            }
         }
         if languages.is_empty() {
             return Err(Error::Config("a step drew no batches".into()));

@@ -8,6 +8,7 @@
 //! differences (`tests/kernels.rs`, `tests/gradients.rs`).
 
 use super::{padding_flags, AdapterIds, BlockAdapters, BlockIds, LinearIds, MlmModel};
+use crate::error::Error;
 use crate::batch::MlmBatch;
 use crate::error::Result;
 use crate::grads::accumulate;
@@ -17,13 +18,29 @@ use crate::kernels::{cross_entropy, gelu, linear, norm};
 use crate::model::layers::dropout_mask;
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::sync::Arc;
 
-/// What an adapter `h + up(gelu(down(h)))` keeps for its backward pass.
+/// What an adapter `h + up(gelu(down(h)))` keeps for its backward pass, for one segment's rows.
 struct AdapterTape {
     h: Tensor,
     down: Tensor,
     act: Tensor,
+}
+
+/// Consecutive rows of a merged batch that share a language.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    /// The language's index in the model's language set.
+    lang: usize,
+    /// The segment's first token (`row · cols`) in the merged batch.
+    start: usize,
+    /// The segment's number of tokens.
+    len: usize,
+    /// The segment's first target in the merged batch.
+    first_target: usize,
+    /// The segment's number of targets.
+    targets: usize,
 }
 
 /// What a block keeps for its backward pass.
@@ -35,13 +52,13 @@ struct BlockTape {
     probs: Tensor,
     ctx: Tensor,
     mask1: Option<Tensor>,
-    attn_adapter: Option<AdapterTape>,
+    attn_adapter: Vec<Option<AdapterTape>>,
     a: Tensor,
     x1: Tensor,
     f1: Tensor,
     g1: Tensor,
     mask2: Option<Tensor>,
-    ffn_adapter: Option<AdapterTape>,
+    ffn_adapter: Vec<Option<AdapterTape>>,
     f: Tensor,
 }
 
@@ -96,7 +113,7 @@ impl MlmModel {
     }
 
     /// As [`MlmModel::loss_and_grads`], with the gradients of `weight ×` the loss (the loss
-    /// itself is returned unweighted); a trainer mixing languages weights each batch so.
+    /// itself is returned unweighted).
     pub fn weighted_loss_and_grads(
         &self,
         params: &[Tensor],
@@ -111,30 +128,112 @@ impl MlmModel {
             return Ok((loss, grads));
         }
         let params: Vec<Tensor> = params.iter().map(Tensor::detach).collect();
-        self.taped(&params, batch, rng, weight)
+        let (mut losses, grads) = self.taped(&params, std::slice::from_ref(batch), rng, weight)?;
+        Ok((losses.remove(0), grads))
     }
 
+    /// The mean loss of each of `batches` (one per language, say) and the gradient of the mean
+    /// loss over all their predicted positions, `Σ_b (n_b / n) · loss_b` with `n_b` the targets
+    /// of batch `b` and `n` their total: what a trainer mixing languages steps on.
+    ///
+    /// On the fused kernels, batches of one sequence length and padding id run as one merged
+    /// batch through the shared layers, each language's rows through its own adapters (one
+    /// pass of full-size matrix products instead of one pass per language); elsewhere, one
+    /// pass per batch. The two agree up to dropout masks, which differ.
+    pub fn joint_loss_and_grads(
+        &self,
+        params: &[Tensor],
+        batches: &[MlmBatch],
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+        let total: usize = batches.iter().map(|b| b.targets.len()).sum();
+        let mergeable = batches.windows(2).all(|w| w[0].cols == w[1].cols && w[0].pad == w[1].pad);
+        if batches.len() > 1 && mergeable && params.first().is_some_and(|p| self.kernels.hand_written_for(p)) {
+            let params: Vec<Tensor> = params.iter().map(Tensor::detach).collect();
+            return self.taped(&params, batches, rng, 1.0);
+        }
+        let mut grads = vec![None; params.len()];
+        let mut losses = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let weight = batch.targets.len() as f64 / total as f64;
+            let (loss, batch_grads) = self.weighted_loss_and_grads(params, batch, rng.as_deref_mut(), weight)?;
+            losses.push(loss);
+            for (sum, g) in grads.iter_mut().zip(batch_grads) {
+                if let Some(g) = g {
+                    accumulate(sum, g)?;
+                }
+            }
+        }
+        Ok((losses, grads))
+    }
+
+    /// `batches` as one batch of all their rows (the first batch itself when there is one),
+    /// and where each one's tokens and targets lie in it.
+    fn merged<'a>(&self, batches: &'a [MlmBatch]) -> Result<(Cow<'a, MlmBatch>, Vec<Segment>)> {
+        let mut segments = Vec::with_capacity(batches.len());
+        let (mut start, mut first_target) = (0, 0);
+        for b in batches {
+            if b.targets.is_empty() {
+                return Err(Error::Shape(format!("a batch of {} has no positions to predict", b.lang)));
+            }
+            let lang = self.config.languages.index(&b.lang)?;
+            segments.push(Segment { lang, start, len: b.tokens.len(), first_target, targets: b.targets.len() });
+            start += b.tokens.len();
+            first_target += b.targets.len();
+        }
+        let first = match batches {
+            [one] => return Ok((Cow::Borrowed(one), segments)),
+            [first, ..] => first,
+            [] => return Err(Error::Shape("a step of no batches".into())),
+        };
+        let (mut tokens, mut positions, mut targets) =
+            (Vec::with_capacity(start), Vec::with_capacity(first_target), Vec::with_capacity(first_target));
+        for b in batches {
+            let offset = tokens.len() as u32;
+            tokens.extend_from_slice(&b.tokens);
+            positions.extend(b.positions.iter().map(|&p| p + offset));
+            targets.extend_from_slice(&b.targets);
+        }
+        let rows = batches.iter().map(|b| b.rows).sum();
+        let batch = MlmBatch { lang: first.lang.clone(), rows, cols: first.cols, tokens, positions, targets, pad: first.pad };
+        Ok((Cow::Owned(batch), segments))
+    }
+
+    /// Each batch's mean loss, and the gradients of `weight ×` the mean loss over all their
+    /// targets; the batches share a sequence length and padding id.
     fn taped(
         &self,
         params: &[Tensor],
-        batch: &MlmBatch,
+        batches: &[MlmBatch],
         mut rng: Option<&mut ChaCha8Rng>,
         weight: f64,
-    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
-        self.check_batch(params, batch)?;
-        let lang = self.config.languages.index(&batch.lang)?;
+    ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+        for batch in batches {
+            self.check_batch(params, batch)?;
+        }
+        let (batch, segments) = self.merged(batches)?;
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let (ids, e) = self.embeddings(params, batch, lang)?;
+        let (ids, mut e) = self.embeddings(params, &batch, None)?;
+        let token_langs = match self.emb.lang {
+            Some(l) => {
+                let langs = segments.iter().flat_map(|g| std::iter::repeat_n(g.lang as u32, g.len)).collect::<Vec<_>>();
+                let langs = Tensor::from_vec(langs, b * s, &self.device)?;
+                e = combine(&[&e, &params[l].index_select(&langs, 0)?], None)?;
+                Some((l, langs))
+            }
+            None => None,
+        };
         let wb0 = norm_params(params, LinearIds { w: self.emb.ln_w, b: self.emb.ln_b })?;
         let h0 = e.apply_op2_no_bwd(&wb0, &ln)?;
         let mask0 = dropout_mask(&h0, self.config.dropout, rng.as_deref_mut())?;
         let mut h = masked(&h0, &mask0)?;
-        let padded = padding_flags(batch).map(Arc::new);
+        let padded = padding_flags(&batch).map(Arc::new);
         let mut tapes = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
-            let adapters = self.adapters.get(lang).map(|a| a[i]);
-            let (tape, out) = self.block_forward(params, block, adapters, &h, s, padded.clone(), rng.as_deref_mut())?;
+            let adapters = self.segment_adapters(i, &segments);
+            let (tape, out) =
+                self.block_forward(params, block, &adapters, &segments, &h, s, padded.clone(), rng.as_deref_mut())?;
             tapes.push(tape);
             h = out;
         }
@@ -143,25 +242,38 @@ impl MlmModel {
         let picked = h.index_select(&positions, 0)?;
         let (tok, out_bias) = (self.emb.tok, self.emb.out_bias);
         let logits = linear::apply(&picked, &params[tok], &params[out_bias])?;
-        let (loss, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
+        let (target_losses, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
+        let losses = segments
+            .iter()
+            .map(|g| {
+                let sum: f64 = target_losses[g.first_target..g.first_target + g.targets].iter().sum();
+                Ok(Tensor::new(sum / g.targets as f64, &self.device)?.to_dtype(logits.dtype())?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+
         let mut grads = Grads(vec![None; params.len()]);
         let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
         let mut dh = h.zeros_like()?.index_add(&positions, &dpicked, 0)?;
         for (i, (block, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
-            let adapters = self.adapters.get(lang).map(|a| a[i]);
-            dh = self.block_backward(params, block, adapters, tape, &dh, s, &mut grads)?;
+            let adapters = self.segment_adapters(i, &segments);
+            dh = self.block_backward(params, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
         }
         let (de, dwb0) = ln.grads(&e, None, &wb0, &[&masked(&dh, &mask0)?])?;
         grads.norm(LinearIds { w: self.emb.ln_w, b: self.emb.ln_b }, &dwb0)?;
         grads.add(tok, params[tok].zeros_like()?.index_add(&ids, &de, 0)?)?;
         let dpos = de.reshape((b, s, d))?.sum(0)?;
         grads.add(self.emb.pos, pad_rows(&dpos, 0, self.config.max_len)?)?;
-        if let Some(l) = self.emb.lang {
-            grads.add(l, pad_rows(&de.sum_keepdim(0)?, lang, self.config.languages.len())?)?;
+        if let Some((l, langs)) = token_langs {
+            grads.add(l, params[l].zeros_like()?.index_add(&langs, &de, 0)?)?;
         }
-        Ok((loss, grads.0))
+        Ok((losses, grads.0))
+    }
+
+    /// Each segment's language adapters in block `block` (`None`s without adapters).
+    fn segment_adapters(&self, block: usize, segments: &[Segment]) -> Vec<Option<BlockAdapters>> {
+        segments.iter().map(|g| self.adapters.get(g.lang).map(|a| a[block])).collect()
     }
 
     /// The attention probabilities op of this model for sequences of `seq` tokens.
@@ -174,7 +286,8 @@ impl MlmModel {
         &self,
         params: &[Tensor],
         ids: &BlockIds,
-        adapters: Option<BlockAdapters>,
+        adapters: &[Option<BlockAdapters>],
+        segments: &[Segment],
         x: &Tensor,
         seq: usize,
         padded: Option<Arc<Vec<bool>>>,
@@ -187,14 +300,16 @@ impl MlmModel {
         let ctx = probs.apply_op2_no_bwd(&v, &context)?;
         let o = lin(&ctx, ids.o)?;
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
-        let (a, attn_adapter) = self.adapter_forward(params, adapters.map(|a| a.attn), masked(&o, &mask1)?)?;
+        let attn = |a: &BlockAdapters| a.attn;
+        let (a, attn_adapter) = self.adapter_forward(params, adapters, attn, segments, masked(&o, &mask1)?)?;
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let x1 = x.apply_op3_no_bwd(&a, &norm_params(params, ids.ln1)?, &ln)?;
         let f1 = lin(&x1, ids.fc1)?;
         let g1 = gelu::apply(&f1)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
-        let (f, ffn_adapter) = self.adapter_forward(params, adapters.map(|a| a.ffn), masked(&f2, &mask2)?)?;
+        let ffn = |a: &BlockAdapters| a.ffn;
+        let (f, ffn_adapter) = self.adapter_forward(params, adapters, ffn, segments, masked(&f2, &mask2)?)?;
         let out = x1.apply_op3_no_bwd(&f, &norm_params(params, ids.ln2)?, &ln)?;
         let tape = BlockTape {
             x: x.clone(),
@@ -222,7 +337,8 @@ impl MlmModel {
         &self,
         params: &[Tensor],
         ids: &BlockIds,
-        adapters: Option<BlockAdapters>,
+        adapters: &[Option<BlockAdapters>],
+        segments: &[Segment],
         t: BlockTape,
         dout: &Tensor,
         seq: usize,
@@ -232,7 +348,8 @@ impl MlmModel {
         let wb2 = norm_params(params, ids.ln2)?;
         let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &wb2, &[dout])?;
         grads.norm(ids.ln2, &dwb2)?;
-        let df2 = self.adapter_backward(params, adapters.map(|a| a.ffn), t.ffn_adapter, &ds2, &t.mask2, grads)?;
+        let ffn = |a: &BlockAdapters| a.ffn;
+        let df2 = self.adapter_backward(params, adapters, ffn, segments, t.ffn_adapter, &ds2, &t.mask2, grads)?;
         let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2)?;
         grads.linear(ids.fc2, dw, db)?;
         let df1 = gelu::grads(&t.f1, &dg1)?;
@@ -241,7 +358,8 @@ impl MlmModel {
         let wb1 = norm_params(params, ids.ln1)?;
         let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
-        let dop = self.adapter_backward(params, adapters.map(|a| a.attn), t.attn_adapter, &ds1, &t.mask1, grads)?;
+        let attn = |a: &BlockAdapters| a.attn;
+        let dop = self.adapter_backward(params, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
         let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop)?;
         grads.linear(ids.o, dw, db)?;
         let (dp, dv) = context_grads(&t.probs, &t.v, &dctx, self.config.heads, seq)?;
@@ -255,39 +373,80 @@ impl MlmModel {
         Ok(combine(&dx.iter().collect::<Vec<_>>(), None)?)
     }
 
-    /// `h + up(gelu(down(h)))` and its tape, or `h` itself without an adapter.
+    /// `h + up(gelu(down(h)))` with each segment's rows through its language's adapter (`pick`
+    /// chooses the block's attention or feed-forward one), and the segments' tapes; `h`
+    /// itself and no tapes without adapters.
     fn adapter_forward(
         &self,
         params: &[Tensor],
-        ids: Option<AdapterIds>,
+        adapters: &[Option<BlockAdapters>],
+        pick: impl Fn(&BlockAdapters) -> AdapterIds,
+        segments: &[Segment],
         h: Tensor,
-    ) -> Result<(Tensor, Option<AdapterTape>)> {
-        let Some(ids) = ids else { return Ok((h, None)) };
-        let down = linear::apply(&h, &params[ids.down.w], &params[ids.down.b])?;
-        let act = gelu::apply(&down)?;
-        let out = combine(&[&h, &linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?], None)?;
-        Ok((out, Some(AdapterTape { h, down, act })))
+    ) -> Result<(Tensor, Vec<Option<AdapterTape>>)> {
+        if adapters.iter().all(Option::is_none) {
+            return Ok((h, Vec::new()));
+        }
+        let (mut outs, mut tapes) = (Vec::with_capacity(segments.len()), Vec::with_capacity(segments.len()));
+        for (g, adapter) in segments.iter().zip(adapters) {
+            let rows = rows_of(&h, g, segments.len())?;
+            let Some(ids) = adapter.as_ref().map(&pick) else {
+                outs.push(rows);
+                tapes.push(None);
+                continue;
+            };
+            let down = linear::apply(&rows, &params[ids.down.w], &params[ids.down.b])?;
+            let act = gelu::apply(&down)?;
+            outs.push(combine(&[&rows, &linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?], None)?);
+            tapes.push(Some(AdapterTape { h: rows, down, act }));
+        }
+        Ok((joined(outs)?, tapes))
     }
 
-    /// `d h ⊙ mask` of an adapter (or of the identity, without one) given `d out`, adding its
-    /// parameter gradients; `mask` is the dropout mask applied before it.
+    /// `d h ⊙ mask` of [`MlmModel::adapter_forward`] (or of the identity, without adapters)
+    /// given `d out`, adding the adapters' parameter gradients; `mask` is the dropout mask
+    /// applied before them.
+    #[allow(clippy::too_many_arguments)]
     fn adapter_backward(
         &self,
         params: &[Tensor],
-        ids: Option<AdapterIds>,
-        tape: Option<AdapterTape>,
+        adapters: &[Option<BlockAdapters>],
+        pick: impl Fn(&BlockAdapters) -> AdapterIds,
+        segments: &[Segment],
+        tapes: Vec<Option<AdapterTape>>,
         dout: &Tensor,
         mask: &Option<Tensor>,
         grads: &mut Grads,
     ) -> Result<Tensor> {
-        let (Some(ids), Some(t)) = (ids, tape) else { return masked(dout, mask) };
-        let (dact, dw, db) = linear::grads(&t.act, &params[ids.up.w], dout)?;
-        grads.linear(ids.up, dw, db)?;
-        let ddown = gelu::grads(&t.down, &dact)?;
-        let (dh, dw, db) = linear::grads(&t.h, &params[ids.down.w], &ddown)?;
-        grads.linear(ids.down, dw, db)?;
-        Ok(combine(&[dout, &dh], mask.as_ref())?)
+        if tapes.is_empty() {
+            return masked(dout, mask);
+        }
+        let mut parts = Vec::with_capacity(segments.len());
+        for ((g, adapter), tape) in segments.iter().zip(adapters).zip(tapes) {
+            let (d, m) = (rows_of(dout, g, segments.len())?, mask.as_ref().map(|m| rows_of(m, g, segments.len())).transpose()?);
+            let (Some(ids), Some(t)) = (adapter.as_ref().map(&pick), tape) else {
+                parts.push(masked(&d, &m)?);
+                continue;
+            };
+            let (dact, dw, db) = linear::grads(&t.act, &params[ids.up.w], &d)?;
+            grads.linear(ids.up, dw, db)?;
+            let ddown = gelu::grads(&t.down, &dact)?;
+            let (dh, dw, db) = linear::grads(&t.h, &params[ids.down.w], &ddown)?;
+            grads.linear(ids.down, dw, db)?;
+            parts.push(combine(&[&d, &dh], m.as_ref())?);
+        }
+        joined(parts)
     }
+}
+
+/// The rows of segment `g` of `t` (`t` itself when it is the only one of `count`).
+fn rows_of(t: &Tensor, g: &Segment, count: usize) -> Result<Tensor> {
+    Ok(if count == 1 { t.clone() } else { t.narrow(0, g.start, g.len)? })
+}
+
+/// Segments' rows stacked back into one tensor.
+fn joined(mut parts: Vec<Tensor>) -> Result<Tensor> {
+    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? })
 }
 
 /// `rows` `[r, d]` placed at row `at` of an otherwise zero `[total, d]` tensor.
