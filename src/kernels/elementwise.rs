@@ -113,7 +113,18 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_gap(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_dtype(DType::F64).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -121,7 +132,8 @@ mod tests {
         let dev = Device::Cpu;
         for dtype in [DType::F32, DType::F64] {
             // 3·7001 elements: more than one task, and a ragged last one.
-            let t: Vec<Tensor> = (0..4).map(|_| Tensor::randn(0f32, 1., (3, 7001), &dev).unwrap().to_dtype(dtype).unwrap()).collect();
+            let t: Vec<Tensor> =
+                (0..4).map(|_| Tensor::randn(0f32, 1., (3, 7001), &dev).unwrap().to_dtype(dtype).unwrap()).collect();
             let mask = Tensor::rand(0f32, 2., (3, 7001), &dev).unwrap().to_dtype(dtype).unwrap();
             let one = combine(&[&t[0]], Some(&mask)).unwrap();
             assert!(max_gap(&one, &(&t[0] * &mask).unwrap()) < 1e-6);

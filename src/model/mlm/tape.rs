@@ -8,8 +8,8 @@
 //! differences (`tests/kernels.rs`, `tests/gradients.rs`).
 
 use super::{padding_flags, AdapterIds, BlockAdapters, BlockIds, LinearIds, MlmModel};
-use crate::error::Error;
 use crate::batch::MlmBatch;
+use crate::error::Error;
 use crate::error::Result;
 use crate::grads::accumulate;
 use crate::kernels::attention::{context_grads, probabilities_grads, HeadProduct, Probabilities, Product};
@@ -195,7 +195,8 @@ impl MlmModel {
             targets.extend_from_slice(&b.targets);
         }
         let rows = batches.iter().map(|b| b.rows).sum();
-        let batch = MlmBatch { lang: first.lang.clone(), rows, cols: first.cols, tokens, positions, targets, pad: first.pad };
+        let batch =
+            MlmBatch { lang: first.lang.clone(), rows, cols: first.cols, tokens, positions, targets, pad: first.pad };
         Ok((Cow::Owned(batch), segments))
     }
 
@@ -423,7 +424,8 @@ impl MlmModel {
         }
         let mut parts = Vec::with_capacity(segments.len());
         for ((g, adapter), tape) in segments.iter().zip(adapters).zip(tapes) {
-            let (d, m) = (rows_of(dout, g, segments.len())?, mask.as_ref().map(|m| rows_of(m, g, segments.len())).transpose()?);
+            let (d, m) =
+                (rows_of(dout, g, segments.len())?, mask.as_ref().map(|m| rows_of(m, g, segments.len())).transpose()?);
             let (Some(ids), Some(t)) = (adapter.as_ref().map(&pick), tape) else {
                 parts.push(masked(&d, &m)?);
                 continue;
