@@ -5,7 +5,9 @@
 //! - `--vs-torch`: after each case, the PyTorch twin (`benches/torch/twin.py bench`, venv of
 //!   `benches/torch/setup.sh`, or `--python PATH`) runs the same config and one line per pair
 //!   gives both figures and the ratio ours/PyTorch in tokens/s;
-//! - `--kernels fused|reference|both` (default `fused`), `--steps N`, `--device cpu|cuda`.
+//! - `--kernels fused|reference|both` (default `fused`), `--steps N`, `--device cpu|cuda`;
+//! - `--precision fp32|bf16` (default `fp32`): bf16 mixed precision, ours and the twin's
+//!   (`--dtype bf16`, `torch.autocast`).
 //!
 //! Config: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32, AdamW with
 //! clipping; without adapters and with adapters (r=64, 2 languages). Every measurement runs in
@@ -15,24 +17,25 @@ mod common;
 
 use common::{arg, median_ms, peak_rss_mb, Case, SMALL};
 use interference::device::parse_device;
-use interference::kernels::Kernels;
+use interference::kernels::{Kernels, Precision};
 use interference::train::{Method, TrainConfig};
 use serde_json::{json, Value};
 use std::process::Command;
 
 const CASES: [Case; 2] = [SMALL, Case { adapters: 64, ..SMALL }];
 
-/// Runs case `index` with `kernels` in this process and returns its JSON record.
-fn measure(index: usize, kernels: Kernels, steps: usize, device_name: &str) -> Value {
+/// Runs case `index` with `kernels` and `precision` in this process and returns its JSON record.
+fn measure(index: usize, kernels: Kernels, precision: Precision, steps: usize, device_name: &str) -> Value {
     let case = CASES[index];
     let device = parse_device(device_name).expect("--device cpu|cuda[:N]");
     let method = if case.adapters > 0 { Method::Adapters } else { Method::Joint };
-    let mut trainer = case.trainer_with(&device, TrainConfig { method, kernels, ..TrainConfig::default() });
+    let mut trainer = case.trainer_with(&device, TrainConfig { method, kernels, precision, ..TrainConfig::default() });
     let ms = median_ms(steps, || {
         trainer.step().expect("step");
     });
     json!({
         "bench": "train_step", "impl": "interference", "device": device_name, "kernels": kernels,
+        "precision": precision,
         "config": case.json_value(),
         "tokens_per_s": round1((case.batch * case.seq) as f64 / (ms / 1000.0)),
         "ms_per_step": round1(ms), "peak_rss_mb": peak_rss_mb().round(),
@@ -56,7 +59,7 @@ fn in_child(program: &str, args: &[String]) -> Value {
 }
 
 /// The twin's command line for case `index`.
-fn twin_args(index: usize, steps: usize, device_name: &str, threads: usize) -> Vec<String> {
+fn twin_args(index: usize, steps: usize, device_name: &str, threads: usize, precision: &str) -> Vec<String> {
     let case = CASES[index];
     let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch/twin.py");
     let langs = if case.adapters > 0 { 2 } else { 1 };
@@ -73,7 +76,9 @@ fn twin_args(index: usize, steps: usize, device_name: &str, threads: usize) -> V
         ("--steps", steps),
         ("--threads", threads),
     ];
+    let dtype = if precision == "bf16" { "bf16" } else { "fp32" };
     let mut args = vec![twin.to_string(), "bench".into(), "--json".into(), "--device".into(), device_name.into()];
+    args.extend(["--dtype".to_string(), dtype.to_string()]);
     for (flag, value) in flags {
         args.extend([flag.to_string(), value.to_string()]);
     }
@@ -91,9 +96,11 @@ fn main() {
         Some("both") => vec![Kernels::Reference, Kernels::Fused],
         Some(other) => panic!("--kernels {other:?}: use fused, reference or both"),
     };
+    let precision_name = arg(&args, "--precision").unwrap_or_else(|| "fp32".into());
+    let precision: Precision = serde_json::from_value(json!(precision_name)).expect("--precision fp32|bf16");
     if let Some(index) = arg(&args, "--case") {
         let index: usize = index.parse().expect("--case N");
-        println!("{}", measure(index, kernels[0], steps, &device_name));
+        println!("{}", measure(index, kernels[0], precision, steps, &device_name));
         return;
     }
     let python = arg(&args, "--python")
@@ -112,7 +119,7 @@ fn main() {
     }
     for (index, case) in CASES.iter().enumerate() {
         let twin =
-            vs_torch.then(|| in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads())));
+            vs_torch.then(|| in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads(), &precision_name)));
         for &k in &kernels {
             let child_args: Vec<String> = [
                 "--case",
@@ -123,6 +130,8 @@ fn main() {
                 &steps.to_string(),
                 "--device",
                 &device_name,
+                "--precision",
+                &precision_name,
             ]
             .iter()
             .map(|s| s.to_string())

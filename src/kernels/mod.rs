@@ -36,6 +36,10 @@ pub(crate) mod gelu;
 pub(crate) mod gram;
 pub(crate) mod linear;
 pub(crate) mod norm;
+mod precision;
+
+pub use precision::Precision;
+pub(crate) use precision::wide;
 
 use crate::error::Result;
 use crate::grads::SECOND_ORDER_SWITCH;
@@ -84,10 +88,11 @@ impl Kernels {
 
     /// LayerNorm over the last dimension of `x`, or of `x + residual`, with scale `w` and shift `b`.
     pub fn layer_norm(self, x: &Tensor, residual: Option<&Tensor>, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-        if !self.fused_for(x) {
+        if !self.fused_for(x) || residual.is_some_and(|r| r.dtype() != x.dtype()) {
+            // Half-precision inputs are normalised in f32 (and the result stays f32).
             let sum = match residual {
-                Some(r) => (x + r)?,
-                None => x.clone(),
+                Some(r) => (wide(x)? + wide(r)?)?,
+                None => wide(x)?,
             };
             return layers::layer_norm(&sum, w, b, eps);
         }

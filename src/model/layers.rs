@@ -5,6 +5,7 @@
 //! from ops that candle differentiates, to second order as the meta step needs.
 
 use crate::error::{Error, Result};
+use crate::kernels::wide;
 use candle_core::{DType, Tensor, D};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -14,8 +15,10 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(&w.t()?)?.broadcast_add(b)?)
 }
 
-/// LayerNorm over the last dimension, from mean and variance (biased, as PyTorch).
+/// LayerNorm over the last dimension, from mean and variance (biased, as PyTorch);
+/// half-precision inputs are normalised in f32, and the result is f32.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let x = &wide(x)?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -23,9 +26,10 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
     Ok(normed.broadcast_mul(w)?.broadcast_add(b)?)
 }
 
-/// Softmax over the last dimension (max-shifted, composite).
+/// Softmax over the last dimension (max-shifted, composite); half-precision inputs are
+/// exponentiated and summed in f32, and the result rounded back to their dtype.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    Ok(candle_nn::ops::softmax(&wide(x)?, D::Minus1)?.to_dtype(x.dtype())?)
 }
 
 /// Multi-head scaled dot-product attention over sequences of `seq` tokens: `q`, `k`, `v` are
@@ -64,8 +68,10 @@ pub fn attention(
 
 /// The exact (erf) GELU, `x/2 · (1 + erf(x/√2))`, composed from `erf` rather than candle's
 /// `gelu_erf`, whose backward rounds 1/√(2π) to 0.398942 (a relative gradient error of 7e-7).
+/// Half-precision inputs are computed in f32 and the result rounded back to their dtype.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(((x * 0.5)? * ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?)
+    let w = wide(x)?;
+    Ok(((&w * 0.5)? * ((&w * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?.to_dtype(x.dtype())?)
 }
 
 /// Inverted dropout with probability `p`; identity when `rng` is `None` or `p == 0`.

@@ -6,7 +6,7 @@ use super::layers::dropout;
 use super::registry::{LayerSlot, ParamGroup, ParamInfo, ParamRegistry};
 use crate::batch::MlmBatch;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{wide, Kernels, Precision};
 use crate::rng::{stream, Purpose};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -88,6 +88,7 @@ pub struct MlmModel {
     device: Device,
     dtype: DType,
     kernels: Kernels,
+    precision: Precision,
 }
 
 /// Per token, whether it is padding (masked out as a key); `None` for batches without padding.
@@ -223,6 +224,7 @@ impl MlmModel {
             device: device.clone(),
             dtype,
             kernels: Kernels::default(),
+            precision: Precision::default(),
         })
     }
 
@@ -256,6 +258,37 @@ impl MlmModel {
         self.kernels = kernels;
     }
 
+    /// The dtype of the matrix products (fp32, the parameters' own, by default).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Switches the dtype of the matrix products; the parameters (the master weights) and
+    /// their gradients keep theirs.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    /// The implementation the forward pass runs: the reference ops under bf16 (the fused
+    /// kernels are f32/f64 only), the chosen kernels otherwise.
+    fn ops(&self) -> Kernels {
+        match self.precision {
+            Precision::Bf16 => Kernels::Reference,
+            Precision::Fp32 => self.kernels,
+        }
+    }
+
+    /// Whether [`MlmModel::loss_and_grads`] takes the hand-written pass for `params`.
+    fn hand_written(&self, params: &[Tensor]) -> bool {
+        self.precision == Precision::Fp32 && params.first().is_some_and(|p| self.kernels.hand_written_for(p))
+    }
+
+    /// `x · wᵀ + b` with operands in the model's precision.
+    fn linear(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let c = |t: &Tensor| self.precision.operand(t);
+        self.ops().linear(&c(x)?, &c(w)?, &c(b)?)
+    }
+
     /// Mean MLM cross-entropy of `batch` with the model's own parameters; dropout is on when
     /// `rng` is given (its masks are drawn from it, so runs are reproducible).
     pub fn loss(&self, batch: &MlmBatch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
@@ -266,7 +299,7 @@ impl MlmModel {
     pub fn loss_with(&self, params: &[Tensor], batch: &MlmBatch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let logits = self.logits_with(params, batch, rng)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
-        self.kernels.cross_entropy(&logits, &targets)
+        self.ops().cross_entropy(&logits, &targets)
     }
 
     /// Output logits `[positions, vocab]` at the batch's predicted positions.
@@ -274,7 +307,7 @@ impl MlmModel {
         let hidden = self.hidden_with(params, batch, rng)?;
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let picked = hidden.index_select(&positions, 0)?;
-        self.kernels.linear(&picked, &params[self.emb.tok], &params[self.emb.out_bias])
+        wide(&self.linear(&picked, &params[self.emb.tok], &params[self.emb.out_bias])?)
     }
 
     /// Final hidden states `[rows·cols, d]` of the encoder for `batch`.
@@ -283,7 +316,7 @@ impl MlmModel {
         let lang = self.config.languages.index(&batch.lang)?;
         let (_, x) = self.embeddings(params, batch, Some(lang))?;
         let p = |i: usize| &params[i];
-        let x = self.kernels.layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
+        let x = self.ops().layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
         let mut x = dropout(&x, self.config.dropout, rng.as_deref_mut())?;
         let s = batch.cols;
         let padded = padding_flags(batch);
@@ -320,8 +353,8 @@ impl MlmModel {
         padded: Option<&[bool]>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<Tensor> {
-        let (k, eps) = (self.kernels, self.config.ln_eps);
-        let lin = |t: &Tensor, l: LinearIds| k.linear(t, &params[l.w], &params[l.b]);
+        let (k, eps) = (self.ops(), self.config.ln_eps);
+        let lin = |t: &Tensor, l: LinearIds| self.linear(t, &params[l.w], &params[l.b]);
         let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
         let ctx = k.attention(&q, &key, &v, self.config.heads, seq, padded)?;
         let mut a = dropout(&lin(&ctx, ids.o)?, self.config.dropout, rng.as_deref_mut())?;
@@ -339,9 +372,8 @@ impl MlmModel {
 
     /// A bottleneck adapter with its own residual: `h + up(gelu(down(h)))`.
     fn adapter(&self, params: &[Tensor], ids: AdapterIds, h: &Tensor) -> Result<Tensor> {
-        let k = self.kernels;
-        let down = k.gelu(&k.linear(h, &params[ids.down.w], &params[ids.down.b])?)?;
-        Ok((h + k.linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)
+        let down = self.ops().gelu(&self.linear(h, &params[ids.down.w], &params[ids.down.b])?)?;
+        Ok((h + self.linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)
     }
 
     /// Rejects batches the model cannot run, naming the value at fault.

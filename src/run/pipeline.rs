@@ -124,6 +124,7 @@ pub fn load_run(config: &RunConfig, run: &Path, device: &Device) -> Result<Loade
     let checkpoint = run.join(CHECKPOINT_DIR);
     let mut model = MlmModel::load(&checkpoint.join(crate::train::MODEL_FILE), DType::F32, device)?;
     model.set_kernels(config.train.kernels);
+    model.set_precision(config.train.precision);
     let state: crate::train::TrainerState = crate::io::read_json(&checkpoint.join(TRAINER_FILE))?;
     let prepared = prepare(config, &config.load_text()?, Some(tokenizer))?;
     for lang in prepared.data.langs().iter() {

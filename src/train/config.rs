@@ -3,7 +3,7 @@
 use super::optim::AdamWConfig;
 use crate::batch::MaskingConfig;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, Precision};
 use serde::{Deserialize, Serialize};
 
 /// How a training step turns batches into an update.
@@ -161,6 +161,10 @@ pub struct TrainConfig {
     /// or `"reference"` (composite candle ops). The exact meta step always runs the reference
     /// ops, which it differentiates twice ([`crate::kernels`]).
     pub kernels: Kernels,
+    /// The dtype of the model's matrix products: `"fp32"` (the default) or `"bf16"` (mixed
+    /// precision: bf16 products, f32 reductions, fp32 master weights; runs the reference ops,
+    /// [`crate::kernels::Precision`]).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -183,6 +187,7 @@ impl Default for TrainConfig {
             meta: MetaConfig::default(),
             surgery: SurgeryConfig::default(),
             kernels: Kernels::default(),
+            precision: Precision::default(),
         }
     }
 }

@@ -98,6 +98,7 @@ impl Trainer {
     pub fn new(mut model: MlmModel, data: MlmData, config: TrainConfig) -> Result<Self> {
         config.validate()?;
         model.set_kernels(config.kernels);
+        model.set_precision(config.precision);
         for lang in data.langs().iter() {
             model.config().languages.index(lang)?;
         }

@@ -121,7 +121,7 @@ impl MlmModel {
         rng: Option<&mut ChaCha8Rng>,
         weight: f64,
     ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
-        if !params.first().is_some_and(|p| self.kernels.hand_written_for(p)) {
+        if !self.hand_written(params) {
             let loss = self.loss_with(params, batch, rng)?;
             let store = if weight == 1.0 { loss.backward()? } else { (&loss * weight)?.backward()? };
             let grads = params.iter().map(|p| store.get(p).cloned()).collect();
@@ -148,7 +148,7 @@ impl MlmModel {
     ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
         let total: usize = batches.iter().map(|b| b.targets.len()).sum();
         let mergeable = batches.windows(2).all(|w| w[0].cols == w[1].cols && w[0].pad == w[1].pad);
-        if batches.len() > 1 && mergeable && params.first().is_some_and(|p| self.kernels.hand_written_for(p)) {
+        if batches.len() > 1 && mergeable && self.hand_written(params) {
             let params: Vec<Tensor> = params.iter().map(Tensor::detach).collect();
             return self.taped(&params, batches, rng, 1.0);
         }
