@@ -118,8 +118,9 @@ fn main() {
         );
     }
     for (index, case) in CASES.iter().enumerate() {
-        let twin =
-            vs_torch.then(|| in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads(), &precision_name)));
+        let twin = vs_torch.then(|| {
+            in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads(), &precision_name))
+        });
         for &k in &kernels {
             let child_args: Vec<String> = [
                 "--case",

@@ -175,8 +175,16 @@ fn fused_adamw_matches_the_update_rule_written_out() {
     let worst = got.iter().zip(&theta).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-12, "θ differs by {worst:e}");
     let state = adam.state()[0].as_ref().unwrap();
-    let m_got: Vec<f64> = state.m.to_vec1().unwrap();
+    let m_got: Vec<f64> = state.m().unwrap().to_vec1().unwrap();
     assert!(m_got.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-12));
+    // The update runs in place: a clone of the optimiser keeps its own moments.
+    let before = adam.clone();
+    let g = Tensor::ones(theta0.len(), DType::F64, &Device::Cpu).unwrap();
+    adam.step(&[&var], &[Some(g)], &[true], 0.01).unwrap();
+    let kept: Vec<f64> = before.state()[0].as_ref().unwrap().m().unwrap().to_vec1().unwrap();
+    assert_eq!(kept, m_got);
+    let moved: Vec<f64> = adam.state()[0].as_ref().unwrap().m().unwrap().to_vec1().unwrap();
+    assert_ne!(moved, m_got);
 }
 
 #[test]

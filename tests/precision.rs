@@ -70,7 +70,10 @@ fn bf16_loss_and_every_gradient_follow_fp32() {
         assert!(cosine > 0.995 && relative < 0.1, "{}: cosine {cosine}, relative gap {relative}", info.name);
         (worst_cosine, worst_gap) = (worst_cosine.min(cosine), worst_gap.max(relative));
     }
-    eprintln!("loss gap {:.2e}; gradients: worst cosine {worst_cosine:.5}, worst relative gap {worst_gap:.3}", (l16 - l32).abs() / l32);
+    eprintln!(
+        "loss gap {:.2e}; gradients: worst cosine {worst_cosine:.5}, worst relative gap {worst_gap:.3}",
+        (l16 - l32).abs() / l32
+    );
 }
 
 fn data() -> MlmData {
@@ -114,7 +117,10 @@ fn bf16_training_follows_the_fp32_loss_curve() {
     // The stated tolerance: every step's loss within 1% of fp32's (measured: 1.2e-4), and the
     // run learns as much.
     let worst = fp32.iter().zip(&bf16).map(|(a, b)| (a - b).abs() / a).fold(0.0, f64::max);
-    eprintln!("worst step loss gap {worst:.2e}; loss {:.3} → {:.3} (fp32), {:.3} → {:.3} (bf16)", fp32[0], fp32[39], bf16[0], bf16[39]);
+    eprintln!(
+        "worst step loss gap {worst:.2e}; loss {:.3} → {:.3} (fp32), {:.3} → {:.3} (bf16)",
+        fp32[0], fp32[39], bf16[0], bf16[39]
+    );
     for (step, (a, b)) in fp32.iter().zip(&bf16).enumerate() {
         assert!((a - b).abs() <= 0.01 * a, "step {step}: loss {b} (bf16) vs {a} (fp32)");
     }

@@ -1,10 +1,11 @@
-//! One AdamW update of a parameter tensor in a single pass over θ, its gradient and moments.
+//! One AdamW update of a parameter tensor in place, in two passes: the moments (stored
+//! together as `[2, …]`) from the gradient, then θ from the moments.
 //!
-//! Composite candle ops take a dozen passes per tensor (one per op, each allocating); this op
-//! reads θ, g, m and v once and writes θ′, m′ and v′ into one `[3, …]` buffer.
+//! Composite candle ops take a dozen passes per tensor (one per op, each allocating); here
+//! nothing is allocated, and the optimiser state is exactly the two moments.
 
-use super::cpu::{float_dispatch, guarded, multiversion, slice, Float};
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use super::cpu::{float_dispatch, multiversion, slice, slice_mut};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task.
@@ -26,102 +27,96 @@ pub(crate) struct Hyper {
     pub grad_scale: f64,
 }
 
-/// `CustomOp2(θ, g)` → `[3, …]`: θ′, m′, v′; the moments travel inside the op.
-struct AdamWUpdate {
-    hyper: Hyper,
-    m: Tensor,
-    v: Tensor,
+multiversion! {
+    /// `m ← β1·m + (1−β1)·s·g`, `v ← β2·v + (1−β2)·(s·g)²` over one chunk.
+    fn moments_chunk<T>(m: &mut [T], v: &mut [T], g: &[T], h: Hyper) {
+        let c = |x: f64| T::from_f64(x);
+        let (b1, b2, one_b1, one_b2, scale) = (c(h.beta1), c(h.beta2), c(1.0 - h.beta1), c(1.0 - h.beta2), c(h.grad_scale));
+        for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
+            let g = g * scale;
+            *m = *m * b1 + g * one_b1;
+            *v = *v * b2 + g * g * one_b2;
+        }
+    }
 }
 
 multiversion! {
-    /// The update of one chunk, as `AdamW::step`'s composite reference has it.
-    #[allow(clippy::too_many_arguments)]
-    fn update_chunk<T>(theta: &mut [T], m_out: &mut [T], v_out: &mut [T], th: &[T], g: &[T], m: &[T], v: &[T], h: Hyper) {
+    /// `θ ← decay·θ − step·m / (√(v / bc2) + ε)` over one chunk.
+    fn theta_chunk<T>(theta: &mut [T], m: &[T], v: &[T], h: Hyper) {
         let c = |x: f64| T::from_f64(x);
-        let (b1, b2, bc2, eps, step, decay) = (c(h.beta1), c(h.beta2), c(h.bc2), c(h.eps), c(h.step), c(h.decay));
-        let (one_b1, one_b2, scale) = (c(1.0 - h.beta1), c(1.0 - h.beta2), c(h.grad_scale));
-        for i in 0..theta.len() {
-            let gi = g[i] * scale;
-            let mi = m[i] * b1 + gi * one_b1;
-            let vi = v[i] * b2 + gi * gi * one_b2;
-            m_out[i] = mi;
-            v_out[i] = vi;
-            theta[i] = th[i] * decay - mi * step / ((vi / bc2).sqrt() + eps);
+        let (bc2, eps, step, decay) = (c(h.bc2), c(h.eps), c(h.step), c(h.decay));
+        for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
+            *t = *t * decay - m * step / ((v / bc2).sqrt() + eps);
         }
     }
 }
 
-impl AdamWUpdate {
-    fn run<T: Float>(
-        &self,
-        th: &CpuStorage,
-        thl: &Layout,
-        g: &CpuStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (mg, vg) = (self.m.storage_and_layout(), self.v.storage_and_layout());
-        let (ml, vl) = (mg.1, vg.1);
-        let (th, g, m, v) =
-            (slice::<T>(th, thl, name)?, slice::<T>(g, gl, name)?, guarded::<T>(&mg, name)?, guarded::<T>(&vg, name)?);
-        let n = th.len();
-        if [gl.dims(), ml.dims(), vl.dims()].iter().any(|d| *d != thl.dims()) {
-            return Err(candle_core::Error::Msg(format!(
-                "{name}: θ {:?}, gradient {:?} and moments {:?}, {:?} differ in shape",
-                thl.dims(),
-                gl.dims(),
-                ml.dims(),
-                vl.dims()
-            )));
-        }
-        let mut out = vec![T::zero(); 3 * n];
-        let (theta, rest) = out.split_at_mut(n);
-        let (m_out, v_out) = rest.split_at_mut(n);
-        theta
-            .par_chunks_mut(CHUNK)
-            .zip(m_out.par_chunks_mut(CHUNK))
-            .zip(v_out.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(k, ((t, mo), vo))| {
-                let span = k * CHUNK..k * CHUNK + t.len();
-                update_chunk(t, mo, vo, &th[span.clone()], &g[span.clone()], &m[span.clone()], &v[span], self.hyper);
-            });
-        let mut dims = vec![3];
-        dims.extend_from_slice(thl.dims());
-        Ok((T::to_cpu_storage_owned(out), Shape::from(dims)))
+/// The first pass, `InplaceOp2(mv, g)`: the moments `[2, …]` from the gradient.
+struct MomentsUpdate(Hyper);
+
+/// The second pass, `InplaceOp2(θ, mv)`: θ from the updated moments.
+struct ThetaUpdate(Hyper);
+
+/// Checks that `mv` holds two moments of `n` elements each.
+fn halves<'a, T>(mv: &'a [T], n: usize, op: &str) -> candle_core::Result<(&'a [T], &'a [T])> {
+    if mv.len() != 2 * n {
+        return Err(candle_core::Error::Msg(format!("{op}: moments of {} elements for {n} parameters", mv.len())));
     }
+    Ok(mv.split_at(n))
 }
 
-impl CustomOp2 for AdamWUpdate {
+impl InplaceOp2 for MomentsUpdate {
     fn name(&self) -> &'static str {
-        "fused-adamw"
+        "fused-adamw-moments"
     }
 
-    fn cpu_fwd(
-        &self,
-        th: &CpuStorage,
-        thl: &Layout,
-        g: &CpuStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        float_dispatch!(th, self.name(), T => self.run::<T>(th, thl, g, gl))
+    fn cpu_fwd(&self, mv: &mut CpuStorage, mvl: &Layout, g: &CpuStorage, gl: &Layout) -> candle_core::Result<()> {
+        let name = InplaceOp2::name(self);
+        float_dispatch!(g, name, T => {
+            let g = slice::<T>(g, gl, name)?;
+            let mv = slice_mut::<T>(mv, mvl, name)?;
+            halves(mv, g.len(), name)?;
+            let (m, v) = mv.split_at_mut(g.len());
+            m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK))
+                .for_each(|((m, v), g)| moments_chunk(m, v, g, self.0));
+            Ok(())
+        })
     }
 }
 
-/// θ′, m′ and v′ of one AdamW update in one pass, or `None` where the fused kernels do not run
-/// (then the caller takes the composite path).
-pub(crate) fn update(
-    theta: &Tensor,
-    g: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    hyper: Hyper,
-) -> candle_core::Result<Option<(Tensor, Tensor, Tensor)>> {
-    let cpu = [theta, g, m, v].iter().all(|t| t.device().is_cpu() && t.dtype() == theta.dtype());
-    if !cpu || !super::cpu::supported(theta.dtype()) {
-        return Ok(None);
+impl InplaceOp2 for ThetaUpdate {
+    fn name(&self) -> &'static str {
+        "fused-adamw-theta"
     }
-    let op = AdamWUpdate { hyper, m: m.contiguous()?, v: v.contiguous()? };
-    let packed = theta.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &op)?;
-    Ok(Some((packed.get(0)?, packed.get(1)?, packed.get(2)?)))
+
+    fn cpu_fwd(&self, th: &mut CpuStorage, thl: &Layout, mv: &CpuStorage, mvl: &Layout) -> candle_core::Result<()> {
+        let name = InplaceOp2::name(self);
+        float_dispatch!(mv, name, T => {
+            let theta = slice_mut::<T>(th, thl, name)?;
+            let (m, v) = halves(slice::<T>(mv, mvl, name)?, theta.len(), name)?;
+            theta.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).zip(v.par_chunks(CHUNK))
+                .for_each(|((t, m), v)| theta_chunk(t, m, v, self.0));
+            Ok(())
+        })
+    }
+}
+
+/// One AdamW update of `theta` and its moments `mv` (`[2, …]`: first, second) in place, or
+/// `false` where the fused kernels do not run (then the caller takes the composite path).
+pub(crate) fn update(theta: &Tensor, g: &Tensor, mv: &Tensor, hyper: Hyper) -> candle_core::Result<bool> {
+    let fits = [theta, g, mv].iter().all(|t| t.device().is_cpu() && t.dtype() == theta.dtype() && t.is_contiguous());
+    if !fits || !super::cpu::supported(theta.dtype()) {
+        return Ok(false);
+    }
+    if g.dims() != theta.dims() || mv.dims().first() != Some(&2) || mv.dims()[1..] != *theta.dims() {
+        return Err(candle_core::Error::Msg(format!(
+            "fused-adamw: θ {:?}, gradient {:?} and moments {:?} do not fit",
+            theta.dims(),
+            g.dims(),
+            mv.dims()
+        )));
+    }
+    mv.inplace_op2(g, &MomentsUpdate(hyper))?;
+    theta.inplace_op2(mv, &ThetaUpdate(hyper))?;
+    Ok(true)
 }

@@ -12,6 +12,9 @@ pub(crate) trait Float: WithDType + num_traits::Float + Send + Sync + 'static {
 
     /// `e^self`; branch-free in `f32` so that loops over it vectorise.
     fn exp_fast(self) -> Self;
+
+    /// The elements of a CPU storage of this type, for writing in place.
+    fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl Float for f32 {
@@ -50,6 +53,13 @@ impl Float for f32 {
         let e_r = p * r * r + r + 1.0;
         e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
     }
+
+    fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl Float for f64 {
@@ -62,6 +72,23 @@ impl Float for f64 {
     fn exp_fast(self) -> Self {
         self.exp()
     }
+
+    fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The elements of a contiguous output of in-place op `op`, for writing, or an error naming it.
+pub(crate) fn slice_mut<'a, T: Float>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a mut [T]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: output of shape {:?} is not contiguous", l.dims())))?;
+    let all =
+        T::storage_mut(s).ok_or_else(|| candle_core::Error::Msg(format!("{op}: output is not {:?}", T::DTYPE)))?;
+    Ok(&mut all[start..end])
 }
 
 /// The elements of a contiguous input of custom op `op`, or an error naming the op.

@@ -38,8 +38,8 @@ pub(crate) mod linear;
 pub(crate) mod norm;
 mod precision;
 
-pub use precision::Precision;
 pub(crate) use precision::wide;
+pub use precision::Precision;
 
 use crate::error::Result;
 use crate::grads::SECOND_ORDER_SWITCH;

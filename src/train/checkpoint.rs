@@ -57,8 +57,8 @@ impl Trainer {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         self.model.save(&dir.join(MODEL_FILE))?;
         let mut moments: Vec<(String, Tensor)> = Vec::new();
-        let adam_steps = self.moments_of(&self.optimizer, "", &mut moments);
-        let meta_adam_steps = self.moments_of(&self.meta_optimizer, "meta_", &mut moments);
+        let adam_steps = self.moments_of(&self.optimizer, "", &mut moments)?;
+        let meta_adam_steps = self.moments_of(&self.meta_optimizer, "meta_", &mut moments)?;
         save_tensors(&dir.join(OPTIMIZER_FILE), &moments, HashMap::new())?;
         let state = TrainerState {
             config: self.config.clone(),
@@ -95,16 +95,21 @@ impl Trainer {
 
     /// Appends `optimizer`'s moments under `{prefix}m.{name}` / `{prefix}v.{name}` and returns
     /// the update counts by name.
-    fn moments_of(&self, optimizer: &AdamW, prefix: &str, out: &mut Vec<(String, Tensor)>) -> HashMap<String, u64> {
+    fn moments_of(
+        &self,
+        optimizer: &AdamW,
+        prefix: &str,
+        out: &mut Vec<(String, Tensor)>,
+    ) -> Result<HashMap<String, u64>> {
         let mut steps = HashMap::new();
         for (info, st) in self.model.registry().infos().iter().zip(optimizer.state()) {
             if let Some(st) = st {
-                out.push((format!("{prefix}m.{}", info.name), st.m.clone()));
-                out.push((format!("{prefix}v.{}", info.name), st.v.clone()));
+                out.push((format!("{prefix}m.{}", info.name), st.m()?));
+                out.push((format!("{prefix}v.{}", info.name), st.v()?));
                 steps.insert(info.name.clone(), st.t);
             }
         }
-        steps
+        Ok(steps)
     }
 }
 
@@ -128,7 +133,7 @@ fn restore_optimizer(
             Ok(t.to_dtype(dtype)?)
         };
         restored.push(match steps.get(&info.name) {
-            Some(&t) => Some(Moments { m: moment("m")?, v: moment("v")?, t }),
+            Some(&t) => Some(Moments::new(&moment("m")?, &moment("v")?, t)?),
             None => None,
         });
     }

@@ -34,14 +34,51 @@ pub struct AdamW {
 }
 
 /// First and second moments of one variable and how many updates it has had.
-#[derive(Clone, Debug)]
+///
+/// The moments live together in one `[2, …]` tensor that the update rewrites in place (on
+/// the CPU), so cloning copies them.
+#[derive(Debug)]
 pub struct Moments {
-    /// First moment.
-    pub m: Tensor,
-    /// Second moment.
-    pub v: Tensor,
+    /// First and second moment, stacked.
+    mv: Tensor,
     /// Number of updates so far (for bias correction).
     pub t: u64,
+}
+
+impl Moments {
+    /// Moments `m` and `v` (of one shape) after `t` updates.
+    pub fn new(m: &Tensor, v: &Tensor, t: u64) -> Result<Self> {
+        if m.dims() != v.dims() {
+            return Err(Error::Shape(format!("moments of shapes {:?} and {:?}", m.dims(), v.dims())));
+        }
+        Ok(Moments { mv: Tensor::stack(&[m, v], 0)?, t })
+    }
+
+    /// Zero moments for a variable like `like`.
+    fn zeros_like(like: &Tensor) -> Result<Self> {
+        let mut dims = vec![2];
+        dims.extend_from_slice(like.dims());
+        Ok(Moments { mv: Tensor::zeros(dims, like.dtype(), like.device())?, t: 0 })
+    }
+
+    /// The first moment.
+    pub fn m(&self) -> Result<Tensor> {
+        Ok(self.mv.get(0)?)
+    }
+
+    /// The second moment.
+    pub fn v(&self) -> Result<Tensor> {
+        Ok(self.mv.get(1)?)
+    }
+}
+
+impl Clone for Moments {
+    /// A deep copy: the update rewrites the moments in place.
+    fn clone(&self) -> Self {
+        // A CPU or GPU copy fails only when the device does, which the next step reports.
+        let mv = self.mv.copy().unwrap_or_else(|_| self.mv.clone());
+        Moments { mv, t: self.t }
+    }
 }
 
 impl AdamW {
@@ -98,14 +135,14 @@ impl AdamW {
             let Some(g) = grad else { continue };
             let g = g.detach();
             if self.state[i].is_none() {
-                self.state[i] = Some(Moments { m: g.zeros_like()?, v: g.zeros_like()?, t: 0 });
+                self.state[i] = Some(Moments::zeros_like(&g)?);
             }
             let Some(st) = self.state[i].as_mut() else { continue };
             st.t += 1;
             let bc1 = 1.0 - c.beta1.powi(st.t as i32);
             let bc2 = 1.0 - c.beta2.powi(st.t as i32);
             let decay_factor = if decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
-            let theta = var.as_tensor().detach();
+            let theta = var.as_tensor();
             let hyper = Hyper {
                 step: lr / bc1,
                 beta1: c.beta1,
@@ -115,19 +152,18 @@ impl AdamW {
                 decay: decay_factor,
                 grad_scale: scale,
             };
-            if let Some((theta, m, v)) = adamw::update(&theta, &g, &st.m, &st.v, hyper)? {
-                // One pass on the CPU (crate::kernels::adamw); the same arithmetic as below.
-                (st.m, st.v) = (m, v);
-                var.set(&theta)?;
+            if adamw::update(theta, &g, &st.mv, hyper)? {
+                // In place on the CPU (crate::kernels::adamw); the same arithmetic as below.
                 continue;
             }
             let g = if scale == 1.0 { g } else { (g * scale)? };
-            st.m = ((&st.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            st.v = ((&st.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((&st.v / bc2)?.sqrt()? + c.eps)?;
-            let update = ((&st.m * (lr / bc1))? / denom)?;
-            let theta = if decay[i] { (theta * decay_factor)? } else { theta };
+            let m = ((st.m()? * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            let v = ((st.v()? * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
+            let update = ((&m * (lr / bc1))? / denom)?;
+            let theta = if decay[i] { (theta * decay_factor)? } else { theta.clone() };
             var.set(&(theta - update)?)?;
+            st.mv = Tensor::stack(&[&m, &v], 0)?;
         }
         Ok(())
     }
