@@ -51,7 +51,10 @@ impl Float for f32 {
             p = p * r + c;
         }
         let e_r = p * r * r + r + 1.0;
-        e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        // 2^n from its bits: n + 127 + 2^23 holds the biased exponent n + 127 (1..=254) in its
+        // low mantissa bits, which the shift moves into the exponent field (an integer cast
+        // would be saturating, which does not vectorise).
+        e_r * f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits() << 23)
     }
 
     fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
@@ -220,9 +223,20 @@ pub(crate) fn has_avx2() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
-/// Defines a generic kernel function twice over: a copy compiled for AVX2 and FMA, used when
-/// the CPU has them, and the crate's baseline (SSE2) copy, so that the element-wise loops of
-/// its body run on 8-wide vectors. Everything the body calls should be `#[inline(always)]`.
+/// Whether the CPU has the AVX-512 subsets the 16-wide copies use (and AVX2 and FMA).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    has_avx2()
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512dq")
+        && std::is_x86_feature_detected!("avx512vl")
+}
+
+/// Defines a generic kernel function three times over: copies compiled for AVX-512 and for
+/// AVX2 with FMA, chosen at run time when the CPU has them, and the crate's baseline (SSE2)
+/// copy, so that the element-wise loops of its body run on 16- or 8-wide vectors. Everything
+/// the body calls should be `#[inline(always)]`.
 macro_rules! multiversion {
     ($(#[$attr:meta])* fn $name:ident<$t:ident>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
@@ -230,8 +244,15 @@ macro_rules! multiversion {
             #[cfg(target_arch = "x86_64")]
             {
                 $(#[$attr])*
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? $body
+                $(#[$attr])*
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2<$t: $crate::kernels::cpu::Float>($($arg: $ty),*) $(-> $ret)? $body
+                if $crate::kernels::cpu::has_avx512() {
+                    // SAFETY: the CPU has AVX-512 (F, BW, DQ, VL), AVX2 and FMA (checked just above).
+                    return unsafe { avx512::<$t>($($arg),*) };
+                }
                 if $crate::kernels::cpu::has_avx2() {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     return unsafe { avx2::<$t>($($arg),*) };
