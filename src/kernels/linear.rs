@@ -1,8 +1,9 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
-use super::cpu::{column_sums, float_dispatch, matmul, par_written, slice, threads, written, Float, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use super::cpu::{column_sums, float_dispatch, guarded, matmul, par_written, slice, threads, written, Float, View};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Output rows per task when the bias is written into the output before the product.
 const BIAS_ROWS_PER_TASK: usize = 64;
@@ -91,10 +92,133 @@ pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<T
 
 /// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
-    let dx = g.apply_op2_no_bwd(&w, &Product { lhs_transposed: false })?;
-    let dw = g.apply_op2_no_bwd(&x, &Product { lhs_transposed: true })?;
-    Ok((dx, dw, g.apply_op1_no_bwd(&ColumnSum)?))
+    let dx = g.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Product { lhs_transposed: false })?;
+    let (dw, db) = weight_grads(x, g)?;
+    Ok((dx, dw, db))
+}
+
+/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy`.
+pub(crate) fn weight_grads(x: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let g = g.contiguous()?;
+    let dw = g.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
+    Ok((dw, g.apply_op1_no_bwd(&ColumnSum)?))
+}
+
+/// One group of a grouped linear map: rows `rows` of the input go through weight `w` `[out, in]`
+/// and bias `b` (languages' adapters over the rows of a merged batch).
+pub(crate) struct Group<'a> {
+    pub rows: Range<usize>,
+    pub w: &'a Tensor,
+    pub b: &'a Tensor,
+}
+
+/// `y[rows] = x[rows] · wᵀ + b` for each group, into one `[n, out]` tensor; the groups cover
+/// the rows of `x` in order.
+pub(crate) fn apply_grouped(x: &Tensor, groups: &[Group]) -> candle_core::Result<Tensor> {
+    grouped(x, groups, true)
+}
+
+/// `dx[rows] = g[rows] · w` for each group (the input gradient of [`apply_grouped`]), into one
+/// `[n, in]` tensor.
+pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group]) -> candle_core::Result<Tensor> {
+    grouped(g, groups, false)
+}
+
+/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group, for contiguous CPU tensors.
+fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<Tensor> {
+    let name = if forward { "grouped-linear" } else { "grouped-linear-grad" };
+    let a = a.contiguous()?;
+    let (n, k) = a.dims2()?;
+    let ws = groups.iter().map(|g| g.w.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+    let (out, inp) = ws.first().map_or(Ok((0, 0)), |w| w.dims2())?;
+    let cols = if forward { out } else { inp };
+    let covered = groups.iter().try_fold(0, |at, g| (g.rows.start == at).then_some(g.rows.end));
+    let shapes_fit = ws.iter().all(|w| w.dims() == [out, inp])
+        && groups.iter().all(|g| g.b.dims() == [out])
+        && k == if forward { inp } else { out };
+    if covered != Some(n) || !shapes_fit || groups.is_empty() {
+        return Err(candle_core::Error::Msg(format!(
+            "{name}: input {:?}, groups {:?} of weights {:?} do not fit",
+            a.dims(),
+            groups.iter().map(|g| g.rows.clone()).collect::<Vec<_>>(),
+            ws.iter().map(|w| w.dims().to_vec()).collect::<Vec<_>>()
+        )));
+    }
+    let bs = groups.iter().map(|g| g.b.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+    let device = a.device().clone();
+    let ag = a.storage_and_layout();
+    let wg: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let bg: Vec<_> = bs.iter().map(|b| b.storage_and_layout()).collect();
+    macro_rules! run {
+        ($t:ty) => {{
+            let a = guarded::<$t>(&ag, name)?;
+            let ws = wg.iter().map(|w| guarded::<$t>(w, name)).collect::<candle_core::Result<Vec<_>>>()?;
+            let bs = bg.iter().map(|b| guarded::<$t>(b, name)).collect::<candle_core::Result<Vec<_>>>()?;
+            let ranges: Vec<Range<usize>> = groups.iter().map(|g| g.rows.clone()).collect();
+            let y = grouped_rows(a, k, &ws, forward.then_some(&bs[..]), &ranges, cols, inp);
+            Tensor::from_vec(y, (n, cols), &device)
+        }};
+    }
+    match a.dtype() {
+        DType::F32 => run!(f32),
+        DType::F64 => run!(f64),
+        other => Err(candle_core::Error::Msg(format!("{name}: fused kernels run on f32 or f64, not {other:?}"))),
+    }
+}
+
+/// The products of [`grouped`] on slices: `a` is `[n, k]`, each weight `[out, in]` row-major;
+/// with biases the weights are read transposed (`a · wᵀ + b`), without them as they are.
+fn grouped_rows<T: Float>(
+    a: &[T],
+    k: usize,
+    ws: &[&[T]],
+    biases: Option<&[&[T]]>,
+    ranges: &[Range<usize>],
+    cols: usize,
+    inp: usize,
+) -> Vec<T> {
+    let n = ranges.last().map_or(0, |r| r.end);
+    let wv = if biases.is_some() { View::rows(0, inp).t() } else { View::rows(0, inp) };
+    let product = |dst: *mut T, accumulate: bool| {
+        for (r, w) in ranges.iter().zip(ws) {
+            // SAFETY: rows `r` of the `[n, k]` input and of the `[n, cols]` output lie inside
+            // their buffers, and the weight view addresses its `[out, in]` buffer.
+            unsafe {
+                matmul(
+                    (r.len(), cols, k),
+                    dst.add(r.start * cols),
+                    View::rows(0, cols),
+                    accumulate,
+                    a.as_ptr().add(r.start * k),
+                    View::rows(0, k),
+                    w.as_ptr(),
+                    wv,
+                    threads(),
+                )
+            }
+        }
+    };
+    match biases {
+        Some(bs) => {
+            let fill = |start: usize, rows: &mut [MaybeUninit<T>]| {
+                for (i, row) in rows.chunks_mut(cols).enumerate() {
+                    let group = ranges.iter().position(|r| r.contains(&(start / cols + i))).unwrap_or(0);
+                    row.iter_mut().zip(bs[group]).for_each(|(y, &b)| {
+                        y.write(b);
+                    });
+                }
+            };
+            // SAFETY: every part is whole rows, each written with its group's bias.
+            let mut y = unsafe { par_written(n * cols, BIAS_ROWS_PER_TASK * cols, fill) };
+            product(y.as_mut_ptr(), true);
+            y
+        }
+        None => {
+            let smallest = ranges.iter().map(|r| r.len()).min().unwrap_or(0);
+            // SAFETY: the groups cover all `n` rows, each written by its product.
+            unsafe { written(n * cols, (smallest, cols, k), |dst| product(dst, false)) }
+        }
+    }
 }
 
 /// `a · b` or `aᵀ · b` of row-major matrices, into an output that is not zeroed first.
@@ -170,5 +294,38 @@ impl CustomOp1 for ColumnSum {
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, d) = xl.shape().dims2()?;
         float_dispatch!(x, self.name(), T => Ok((T::to_cpu_storage_owned(column_sums(slice::<T>(x, xl, self.name())?, d)), Shape::from(d))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn grouped_maps_equal_one_map_per_group() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1., (7, 5), &dev).unwrap();
+        let (w1, w2) = (Tensor::randn(0f64, 1., (3, 5), &dev).unwrap(), Tensor::randn(0f64, 1., (3, 5), &dev).unwrap());
+        let (b1, b2) = (Tensor::randn(0f64, 1., 3, &dev).unwrap(), Tensor::randn(0f64, 1., 3, &dev).unwrap());
+        let groups = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 4..7, w: &w2, b: &b2 }];
+        let reference = |t: &Tensor, r: Range<usize>, w: &Tensor, b: &Tensor| {
+            t.narrow(0, r.start, r.len()).unwrap().matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap()
+        };
+        let expected = Tensor::cat(&[reference(&x, 0..4, &w1, &b1), reference(&x, 4..7, &w2, &b2)], 0).unwrap();
+        let gap =
+            |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(gap(&apply_grouped(&x, &groups).unwrap(), &expected) < 1e-12);
+        let g = Tensor::randn(0f64, 1., (7, 3), &dev).unwrap();
+        let dx = Tensor::cat(
+            &[g.narrow(0, 0, 4).unwrap().matmul(&w1).unwrap(), g.narrow(0, 4, 3).unwrap().matmul(&w2).unwrap()],
+            0,
+        )
+        .unwrap();
+        assert!(gap(&input_grads_grouped(&g, &groups).unwrap(), &dx) < 1e-12);
+        // Groups must cover the rows in order.
+        let gapped = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 5..7, w: &w2, b: &b2 }];
+        let err = apply_grouped(&x, &gapped).unwrap_err().to_string();
+        assert!(err.contains("do not fit"), "{err}");
     }
 }

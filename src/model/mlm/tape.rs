@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// What an adapter `h + up(gelu(down(h)))` keeps for its backward pass, for one segment's rows.
+/// What the adapters `h + up(gelu(down(h)))` of a block position keep for their backward pass
+/// (all segments' rows, each through its language's adapter).
 struct AdapterTape {
     h: Tensor,
     down: Tensor,
@@ -52,13 +53,13 @@ struct BlockTape {
     probs: Tensor,
     ctx: Tensor,
     mask1: Option<Tensor>,
-    attn_adapter: Vec<Option<AdapterTape>>,
+    attn_adapter: Option<AdapterTape>,
     a: Tensor,
     x1: Tensor,
     f1: Tensor,
     g1: Tensor,
     mask2: Option<Tensor>,
-    ffn_adapter: Vec<Option<AdapterTape>>,
+    ffn_adapter: Option<AdapterTape>,
     f: Tensor,
 }
 
@@ -375,8 +376,8 @@ impl MlmModel {
     }
 
     /// `h + up(gelu(down(h)))` with each segment's rows through its language's adapter (`pick`
-    /// chooses the block's attention or feed-forward one), and the segments' tapes; `h`
-    /// itself and no tapes without adapters.
+    /// chooses the block's attention or feed-forward one), and the tape; `h` itself and no tape
+    /// without adapters.
     fn adapter_forward(
         &self,
         params: &[Tensor],
@@ -384,24 +385,12 @@ impl MlmModel {
         pick: impl Fn(&BlockAdapters) -> AdapterIds,
         segments: &[Segment],
         h: Tensor,
-    ) -> Result<(Tensor, Vec<Option<AdapterTape>>)> {
-        if adapters.iter().all(Option::is_none) {
-            return Ok((h, Vec::new()));
-        }
-        let (mut outs, mut tapes) = (Vec::with_capacity(segments.len()), Vec::with_capacity(segments.len()));
-        for (g, adapter) in segments.iter().zip(adapters) {
-            let rows = rows_of(&h, g, segments.len())?;
-            let Some(ids) = adapter.as_ref().map(&pick) else {
-                outs.push(rows);
-                tapes.push(None);
-                continue;
-            };
-            let down = linear::apply(&rows, &params[ids.down.w], &params[ids.down.b])?;
-            let act = gelu::apply(&down)?;
-            outs.push(combine(&[&rows, &linear::apply(&act, &params[ids.up.w], &params[ids.up.b])?], None)?);
-            tapes.push(Some(AdapterTape { h: rows, down, act }));
-        }
-        Ok((joined(outs)?, tapes))
+    ) -> Result<(Tensor, Option<AdapterTape>)> {
+        let Some(ids) = adapter_ids(adapters, pick)? else { return Ok((h, None)) };
+        let down = linear::apply_grouped(&h, &groups(params, segments, &ids, |a| a.down))?;
+        let act = gelu::apply(&down)?;
+        let out = combine(&[&h, &linear::apply_grouped(&act, &groups(params, segments, &ids, |a| a.up))?], None)?;
+        Ok((out, Some(AdapterTape { h, down, act })))
     }
 
     /// `d h ⊙ mask` of [`MlmModel::adapter_forward`] (or of the identity, without adapters)
@@ -414,41 +403,61 @@ impl MlmModel {
         adapters: &[Option<BlockAdapters>],
         pick: impl Fn(&BlockAdapters) -> AdapterIds,
         segments: &[Segment],
-        tapes: Vec<Option<AdapterTape>>,
+        tape: Option<AdapterTape>,
         dout: &Tensor,
         mask: &Option<Tensor>,
         grads: &mut Grads,
     ) -> Result<Tensor> {
-        if tapes.is_empty() {
-            return masked(dout, mask);
+        let (Some(ids), Some(t)) = (adapter_ids(adapters, pick)?, tape) else { return masked(dout, mask) };
+        let up = groups(params, segments, &ids, |a| a.up);
+        let dact = linear::input_grads_grouped(dout, &up)?;
+        let down = groups(params, segments, &ids, |a| a.down);
+        let ddown = gelu::grads(&t.down, &dact)?;
+        let dh = linear::input_grads_grouped(&ddown, &down)?;
+        for (g, a) in segments.iter().zip(&ids) {
+            let rows = |t: &Tensor| rows_of(t, g, segments.len());
+            let (dw, db) = linear::weight_grads(&rows(&t.act)?, &rows(dout)?)?;
+            grads.linear(a.up, dw, db)?;
+            let (dw, db) = linear::weight_grads(&rows(&t.h)?, &rows(&ddown)?)?;
+            grads.linear(a.down, dw, db)?;
         }
-        let mut parts = Vec::with_capacity(segments.len());
-        for ((g, adapter), tape) in segments.iter().zip(adapters).zip(tapes) {
-            let (d, m) =
-                (rows_of(dout, g, segments.len())?, mask.as_ref().map(|m| rows_of(m, g, segments.len())).transpose()?);
-            let (Some(ids), Some(t)) = (adapter.as_ref().map(&pick), tape) else {
-                parts.push(masked(&d, &m)?);
-                continue;
-            };
-            let (dact, dw, db) = linear::grads(&t.act, &params[ids.up.w], &d)?;
-            grads.linear(ids.up, dw, db)?;
-            let ddown = gelu::grads(&t.down, &dact)?;
-            let (dh, dw, db) = linear::grads(&t.h, &params[ids.down.w], &ddown)?;
-            grads.linear(ids.down, dw, db)?;
-            parts.push(combine(&[&d, &dh], m.as_ref())?);
-        }
-        joined(parts)
+        Ok(combine(&[dout, &dh], mask.as_ref())?)
     }
+}
+
+/// Each segment's adapter (`pick` of its language's block adapters), or `None` without
+/// adapters; the model has adapters for every language or for none.
+fn adapter_ids(
+    adapters: &[Option<BlockAdapters>],
+    pick: impl Fn(&BlockAdapters) -> AdapterIds,
+) -> Result<Option<Vec<AdapterIds>>> {
+    match adapters.iter().map(|a| a.as_ref().map(&pick)).collect::<Option<Vec<_>>>() {
+        Some(ids) => Ok(Some(ids)),
+        None if adapters.iter().all(Option::is_none) => Ok(None),
+        None => Err(Error::Shape("adapters for some languages of a merged batch only".into())),
+    }
+}
+
+/// The row groups of a grouped linear map: each segment's rows through `which` of its adapter.
+fn groups<'a>(
+    params: &'a [Tensor],
+    segments: &[Segment],
+    ids: &[AdapterIds],
+    which: impl Fn(&AdapterIds) -> LinearIds,
+) -> Vec<linear::Group<'a>> {
+    segments
+        .iter()
+        .zip(ids)
+        .map(|(g, a)| {
+            let l = which(a);
+            linear::Group { rows: g.start..g.start + g.len, w: &params[l.w], b: &params[l.b] }
+        })
+        .collect()
 }
 
 /// The rows of segment `g` of `t` (`t` itself when it is the only one of `count`).
 fn rows_of(t: &Tensor, g: &Segment, count: usize) -> Result<Tensor> {
     Ok(if count == 1 { t.clone() } else { t.narrow(0, g.start, g.len)? })
-}
-
-/// Segments' rows stacked back into one tensor.
-fn joined(mut parts: Vec<Tensor>) -> Result<Tensor> {
-    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? })
 }
 
 /// `rows` `[r, d]` placed at row `at` of an otherwise zero `[total, d]` tensor.
