@@ -7,7 +7,9 @@
 //!   gives both figures and the ratio ours/PyTorch in tokens/s;
 //! - `--kernels fused|reference|both` (default `fused`), `--steps N`, `--device cpu|cuda`;
 //! - `--precision fp32|bf16` (default `fp32`): bf16 mixed precision, ours and the twin's
-//!   (`--dtype bf16`, `torch.autocast`).
+//!   (`--dtype bf16`, `torch.autocast`);
+//! - `--rounds N` (default 1): N alternating runs of the twin and ours per case; each side's
+//!   median run is reported, their ratio, and the ratio of every round.
 //!
 //! Config: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32, AdamW with
 //! clipping; without adapters and with adapters (r=64, 2 languages). Every measurement runs in
@@ -117,36 +119,39 @@ fn main() {
             "config", "kernels", "ms/step", "tokens/s", "RSS MB", "PyTorch ms", "ratio"
         );
     }
+    let rounds: usize = arg(&args, "--rounds").and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    let threads = rayon::current_num_threads();
     for (index, case) in CASES.iter().enumerate() {
-        let twin = vs_torch.then(|| {
-            in_child(&python, &twin_args(index, steps, &device_name, rayon::current_num_threads(), &precision_name))
-        });
-        for &k in &kernels {
-            let child_args: Vec<String> = [
-                "--case",
-                &index.to_string(),
-                "--kernels",
-                serde_json::to_value(k).expect("kernels").as_str().expect("a name"),
-                "--steps",
-                &steps.to_string(),
-                "--device",
-                &device_name,
-                "--precision",
-                &precision_name,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let ours = in_child(&me, &child_args);
-            let ratio = twin.as_ref().map(|t| {
-                round3(ours["tokens_per_s"].as_f64().unwrap_or(0.0) / t["tokens_per_s"].as_f64().unwrap_or(f64::NAN))
-            });
+        let child_args = |k: Kernels| -> Vec<String> {
+            let kernels = serde_json::to_value(k).expect("kernels").as_str().expect("a name").to_string();
+            let steps = steps.to_string();
+            let args = ["--case", &index.to_string(), "--kernels", &kernels, "--steps", &steps];
+            let device = ["--device", device_name.as_str(), "--precision", precision_name.as_str()];
+            args.iter().chain(&device).map(|s| s.to_string()).collect()
+        };
+        // Rounds alternate the twin and ours, so that a slow spell of a shared machine hits both.
+        let (mut twins, mut ours) = (Vec::new(), vec![Vec::new(); kernels.len()]);
+        for _ in 0..rounds {
+            if vs_torch {
+                twins.push(in_child(&python, &twin_args(index, steps, &device_name, threads, &precision_name)));
+            }
+            for (runs, &k) in ours.iter_mut().zip(&kernels) {
+                runs.push(in_child(&me, &child_args(k)));
+            }
+        }
+        let twin = (!twins.is_empty()).then(|| median_run(&twins));
+        for (runs, &k) in ours.iter().zip(&kernels) {
+            let ours = median_run(runs);
+            let tokens = |r: &Value| r["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+            let ratio = twin.as_ref().map(|t| round3(tokens(&ours) / tokens(t)));
+            let per_round: Vec<f64> = runs.iter().zip(&twins).map(|(o, t)| round3(tokens(o) / tokens(t))).collect();
             if json_out {
                 match (&twin, ratio) {
                     (Some(t), Some(r)) => println!(
                         "{}",
                         json!({"bench": "train_step_vs_pytorch", "device": device_name, "config": case.json_value(),
-                               "kernels": k, "ours": ours, "pytorch": t, "ratio": r})
+                               "kernels": k, "precision": precision, "rounds": rounds, "ours": ours, "pytorch": t,
+                               "ratio": r, "ratio_per_round": per_round})
                     ),
                     _ => println!("{ours}"),
                 }
@@ -166,6 +171,13 @@ fn main() {
             }
         }
     }
+}
+
+/// The run with the median step time of `runs` (the lower middle one of an even count).
+fn median_run(runs: &[Value]) -> Value {
+    let mut sorted: Vec<&Value> = runs.iter().collect();
+    sorted.sort_by(|a, b| a["ms_per_step"].as_f64().partial_cmp(&b["ms_per_step"].as_f64()).expect("step times"));
+    sorted[(sorted.len() - 1) / 2].clone()
 }
 
 fn round3(x: f64) -> f64 {

@@ -3,7 +3,9 @@
 //! The scale and shift travel as one `[2, d]` tensor (`wb`, built with `Tensor::stack`, whose
 //! backward hands each half its gradient), so the op has at most three inputs.
 
-use super::cpu::{float_dispatch, guarded, multiversion, par_written, slice, sum_by, sum_zip, supported, Float};
+use super::cpu::{
+    assume_init, float_dispatch, guarded, multiversion, par_written, slice, sum_by, sum_zip, supported, Float,
+};
 use super::elementwise::combine_into;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
@@ -182,21 +184,22 @@ impl CustomOp3 for LayerNorm {
 }
 
 multiversion! {
-    /// For rows `s` of the (residual-summed) input and their output gradients, held in `dx` on
-    /// entry: overwrites `dx` with the input gradients and adds the scale and shift gradients
-    /// into `dw` and `db`.
-    fn norm_grad_rows<T>(dx: &mut [T], s: &[T], w: &[T], dw: &mut [T], db: &mut [T], eps: T) {
+    /// For rows `s` of the (residual-summed) input and their output gradients `g`: writes the
+    /// input gradients into `dx` and adds the scale and shift gradients into `dw` and `db`.
+    fn norm_grad_rows<T>(dx: &mut [MaybeUninit<T>], s: &[T], g: &[T], w: &[T], dw: &mut [T], db: &mut [T], eps: T) {
         let d = w.len();
         let width = T::from_f64(d as f64);
-        for (dxi, si) in dx.chunks_mut(d).zip(s.chunks(d)) {
+        for ((dxi, si), gi) in dx.chunks_mut(d).zip(s.chunks(d)).zip(g.chunks(d)) {
             let (mean, rstd) = moments(si, eps);
             for c in 0..d {
-                let (xh, gi) = ((si[c] - mean) * rstd, dxi[c]);
-                dw[c] += gi * xh;
-                db[c] += gi;
+                let xh = (si[c] - mean) * rstd;
+                dw[c] += gi[c] * xh;
+                db[c] += gi[c];
                 // dxi holds ĝ = g ⊙ w until the last loop.
-                dxi[c] = gi * w[c];
+                dxi[c].write(gi[c] * w[c]);
             }
+            // SAFETY: the loop above wrote every element of the row.
+            let dxi = unsafe { assume_init(dxi) };
             let mean_gh = sum_by(dxi, |gh| gh) / width;
             let mean_gh_xh = sum_zip(dxi, si, |gh, s| gh * (s - mean) * rstd) / width;
             for c in 0..d {
@@ -216,21 +219,28 @@ fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, 
     let partials = Mutex::new(Vec::with_capacity(n.div_ceil(ROWS_PER_TASK)));
     let write = |start: usize, rows: &mut [MaybeUninit<T>]| {
         let span = start..start + rows.len();
-        let g: Vec<&[T]> = g.iter().map(|g| &g[span.clone()]).collect();
-        let mut summed = Vec::with_capacity(rows.len());
-        let s = match r {
-            Some(r) => {
-                let scratch = &mut summed.spare_capacity_mut()[..rows.len()];
-                &*combine_into(scratch, &[&x[span.clone()], &r[span]], None)
+        // Sums of several inputs or gradients go to scratch rows of this task (in cache).
+        let summed = |terms: &[&[T]]| -> Option<Vec<T>> {
+            if terms.len() < 2 {
+                return None;
             }
-            None => &x[span],
+            let mut scratch = Vec::with_capacity(span.len());
+            let parts: Vec<&[T]> = terms.iter().map(|t| &t[span.clone()]).collect();
+            combine_into(&mut scratch.spare_capacity_mut()[..span.len()], &parts, None);
+            // SAFETY: `combine_into` wrote all `span.len()` elements.
+            unsafe { scratch.set_len(span.len()) };
+            Some(scratch)
         };
+        let inputs: Vec<&[T]> = std::iter::once(x).chain(r).collect();
+        let (s_sum, g_sum) = (summed(&inputs), summed(g));
+        let s = s_sum.as_deref().unwrap_or(&x[span.clone()]);
+        let g = g_sum.as_deref().unwrap_or_else(|| g.first().map_or(&[][..], |g| &g[span.clone()]));
         let mut dwb = vec![T::zero(); 2 * d];
         let (dw, db) = dwb.split_at_mut(d);
-        norm_grad_rows(combine_into(rows, &g, None), s, w, dw, db, eps);
+        norm_grad_rows(rows, s, g, w, dw, db, eps);
         partials.lock().unwrap_or_else(|e| e.into_inner()).push((start, dwb));
     };
-    // SAFETY: `combine_into` initialises every element of each part.
+    // SAFETY: `norm_grad_rows` writes every element of each part (`g` is never empty).
     let mut out = unsafe { par_written(n * d, ROWS_PER_TASK * d, write) };
     // Summed in row order, so that the result does not depend on which task finished first.
     let mut partials = partials.into_inner().unwrap_or_else(|e| e.into_inner());
