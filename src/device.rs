@@ -43,7 +43,9 @@ pub fn set_tf32(enabled: bool) {
 /// A training step allocates and frees the same few-megabyte activation buffers over and
 /// over; glibc hands blocks above its mmap threshold back to the kernel on every free, and the
 /// next step pays for fresh zeroed pages (about 30% of a CPU step at d=256). Raising the mmap
-/// and trim thresholds to their maximum keeps those blocks for reuse. Called by
+/// and trim thresholds to their maximum keeps those blocks for reuse, and one arena for all
+/// threads keeps them where the next step looks (a training step runs on a thread of rayon's
+/// pool, whose own arenas would give back memory by their own rules). Called by
 /// [`crate::model::MlmModel::new`]; once per process, and a no-op outside glibc.
 pub fn retain_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -56,6 +58,7 @@ pub fn retain_freed_memory() {
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX);
                 libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+                libc::mallopt(libc::M_ARENA_MAX, 1);
             }
         });
     }

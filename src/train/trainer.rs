@@ -217,7 +217,16 @@ impl Trainer {
     }
 
     /// Runs one optimiser step of the configured method and returns the per-language losses.
+    ///
+    /// The step runs on a thread of rayon's pool, so that the kernels' parallel loops and
+    /// matrix products started from it share work with the pool's other threads instead of
+    /// waking them and putting the calling thread to sleep each time.
     pub fn step(&mut self) -> Result<StepReport> {
+        rayon::scope(|_| self.step_here())
+    }
+
+    /// [`Trainer::step`] on the calling thread.
+    fn step_here(&mut self) -> Result<StepReport> {
         let report = match self.config.method {
             Method::Joint | Method::Adapters => self.joint_step()?,
             Method::Pcgrad | Method::Gradvac => self.surgery_step()?,
