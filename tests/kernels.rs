@@ -178,7 +178,7 @@ fn fused_adamw_matches_the_update_rule_written_out() {
     let m_got: Vec<f64> = state.m().unwrap().to_vec1().unwrap();
     assert!(m_got.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-12));
     // The update runs in place: a clone of the optimiser keeps its own moments.
-    let before = adam.clone();
+    let before = adam.try_clone().unwrap();
     let g = Tensor::ones(theta0.len(), DType::F64, &Device::Cpu).unwrap();
     adam.step(&[&var], &[Some(g)], &[true], 0.01).unwrap();
     let kept: Vec<f64> = before.state()[0].as_ref().unwrap().m().unwrap().to_vec1().unwrap();

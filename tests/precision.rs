@@ -127,3 +127,20 @@ fn bf16_training_follows_the_fp32_loss_curve() {
     let drop = |c: &[f64]| c[..5].iter().sum::<f64>() / 5.0 - c[35..].iter().sum::<f64>() / 5.0;
     assert!(drop(&fp32) > 0.3 && (drop(&bf16) - drop(&fp32)).abs() < 0.1 * drop(&fp32), "{fp32:?}\n{bf16:?}");
 }
+
+#[test]
+fn bf16_needs_f32_master_weights() {
+    let mut model = MlmModel::new(model_config(97, 0), 3, DType::F64, &Device::Cpu).unwrap();
+    model.set_precision(Precision::Bf16);
+    let batch = MlmBatch {
+        lang: Lang::new("aa").unwrap(),
+        rows: 1,
+        cols: 8,
+        tokens: vec![5; 8],
+        positions: vec![2],
+        targets: vec![9],
+        pad: None,
+    };
+    let err = model.loss_and_grads(&model.registry().tensors(), &batch, None).unwrap_err().to_string();
+    assert!(err.contains("bf16") && err.contains("F64"), "{err}");
+}

@@ -132,7 +132,7 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<T
     let ws = groups.iter().map(|g| g.w.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
     let (out, inp) = ws.first().map_or(Ok((0, 0)), |w| w.dims2())?;
     let cols = if forward { out } else { inp };
-    let covered = groups.iter().try_fold(0, |at, g| (g.rows.start == at).then_some(g.rows.end));
+    let covered = groups.iter().try_fold(0, |at, g| (g.rows.start == at && g.rows.end >= at).then_some(g.rows.end));
     let shapes_fit = ws.iter().all(|w| w.dims() == [out, inp])
         && groups.iter().all(|g| g.b.dims() == [out])
         && k == if forward { inp } else { out };

@@ -213,6 +213,7 @@ multiversion! {
 /// `[rows + 2, d]`: the input gradient's rows, then the scale's and the shift's gradients, of
 /// the LayerNorm of `x [+ r]` given the output gradient `Σ g`.
 fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, eps: f64) -> Vec<T> {
+    debug_assert!(!g.is_empty(), "LayerNorm backward without an output gradient");
     let w = &wb[..d];
     let eps = T::from_f64(eps);
     let n = x.len() / d;

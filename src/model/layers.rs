@@ -81,13 +81,14 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// run of the same seed use different, equally valid masks).
 pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
     match dropout_mask(x, p, rng)? {
-        Some(keep) => Ok((x * keep)?),
+        // A half-precision input is scaled in f32 (1/(1−p) is not exact in bf16), then rounded.
+        Some(keep) => Ok((wide(x)? * keep)?.to_dtype(x.dtype())?),
         None => Ok(x.clone()),
     }
 }
 
 /// The mask of [`dropout`] for a tensor like `x`: `0` or `1/(1−p)` per element, in `x`'s
-/// dtype; `None` when dropout is off.
+/// dtype (f32 for a half-precision `x`); `None` when dropout is off.
 pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<Option<Tensor>> {
     let Some(rng) = rng else { return Ok(None) };
     if p == 0.0 {
@@ -100,7 +101,7 @@ pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<
         x.device().set_seed(rng.random())?;
         (Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?.to_dtype(DType::F32)? * scale)?
     };
-    Ok(Some(keep.to_dtype(x.dtype())?))
+    Ok(Some(keep.to_dtype(wide(x)?.dtype())?))
 }
 
 /// `len` draws of `0` (probability `p`) or `scale`, one 32-bit word of `rng` each, in

@@ -313,6 +313,14 @@ impl MlmModel {
     /// Final hidden states `[rows·cols, d]` of the encoder for `batch`.
     pub fn hidden_with(&self, params: &[Tensor], batch: &MlmBatch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         self.check_batch(params, batch)?;
+        if let (Precision::Bf16, Some(p)) = (self.precision, params.first()) {
+            if p.dtype() != DType::F32 {
+                return Err(Error::Config(format!(
+                    "precision bf16 needs f32 parameters (the master weights), not {:?}",
+                    p.dtype()
+                )));
+            }
+        }
         let lang = self.config.languages.index(&batch.lang)?;
         let (_, x) = self.embeddings(params, batch, Some(lang))?;
         let p = |i: usize| &params[i];
@@ -373,7 +381,8 @@ impl MlmModel {
     /// A bottleneck adapter with its own residual: `h + up(gelu(down(h)))`.
     fn adapter(&self, params: &[Tensor], ids: AdapterIds, h: &Tensor) -> Result<Tensor> {
         let down = self.ops().gelu(&self.linear(h, &params[ids.down.w], &params[ids.down.b])?)?;
-        Ok((h + self.linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)
+        // The residual sum in f32 under mixed precision (`wide` is the identity otherwise).
+        Ok((wide(h)? + wide(&self.linear(&down, &params[ids.up.w], &params[ids.up.b])?)?)?)
     }
 
     /// Rejects batches the model cannot run, naming the value at fault.

@@ -26,8 +26,9 @@ impl Default for AdamWConfig {
 }
 
 /// AdamW over a list of variables; state is kept per variable, and a variable that gets no
-/// gradient in a step is left untouched (as PyTorch does for `grad is None`).
-#[derive(Clone, Debug)]
+/// gradient in a step is left untouched (as PyTorch does for `grad is None`). The update
+/// rewrites the moments in place: [`AdamW::try_clone`] makes an independent copy.
+#[derive(Debug)]
 pub struct AdamW {
     config: AdamWConfig,
     state: Vec<Option<Moments>>,
@@ -36,7 +37,7 @@ pub struct AdamW {
 /// First and second moments of one variable and how many updates it has had.
 ///
 /// The moments live together in one `[2, …]` tensor that the update rewrites in place (on
-/// the CPU), so cloning copies them.
+/// the CPU); [`Moments::try_clone`] copies them.
 #[derive(Debug)]
 pub struct Moments {
     /// First and second moment, stacked.
@@ -72,19 +73,23 @@ impl Moments {
     }
 }
 
-impl Clone for Moments {
-    /// A deep copy: the update rewrites the moments in place.
-    fn clone(&self) -> Self {
-        // A CPU or GPU copy fails only when the device does, which the next step reports.
-        let mv = self.mv.copy().unwrap_or_else(|_| self.mv.clone());
-        Moments { mv, t: self.t }
+impl Moments {
+    /// An independent copy (the moments are copied, not shared).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Moments { mv: self.mv.copy()?, t: self.t })
     }
 }
 
 impl AdamW {
     /// An optimiser for `n` variables.
     pub fn new(config: AdamWConfig, n: usize) -> Self {
-        AdamW { config, state: vec![None; n] }
+        AdamW { config, state: (0..n).map(|_| None).collect() }
+    }
+
+    /// An independent copy of the optimiser and its state (moments copied, not shared).
+    pub fn try_clone(&self) -> Result<Self> {
+        let state = self.state.iter().map(|s| s.as_ref().map(Moments::try_clone).transpose()).collect::<Result<_>>()?;
+        Ok(AdamW { config: self.config, state })
     }
 
     /// The per-variable state (for checkpoints).
