@@ -6,14 +6,17 @@
 //!   (candle `CustomOp`s): linear map with its bias, attention laid out without transposed
 //!   copies (scores, mask and softmax in one pass), residual + LayerNorm, GELU, and the masked
 //!   cross-entropy. First-order only. On this path the model also skips candle's autograd
-//!   ([`crate::model::MlmModel::loss_and_grads`]), and the optimiser, gradient clipping and the
-//!   probes' Gram matrices take one pass per tensor (`adamw`, `gram`).
+//!   ([`crate::model::MlmModel::loss_and_grads`]): residual and gradient sums and dropout
+//!   masks take one pass each on rayon's pool (`elementwise`), languages' adapters over a
+//!   merged batch are grouped linear maps, and the optimiser (in place), gradient clipping and
+//!   the probes' Gram matrices take one pass per tensor (`adamw`, `gram`).
 //!
 //! The fused path runs where it can — f32 or f64 on the CPU, while candle's second-order
 //! switch ([`crate::grads::SECOND_ORDER_SWITCH`]) is off — and every call falls back to the
 //! reference ops elsewhere (other dtypes, CUDA), so choosing `Fused` is always safe. The
-//! element-wise loops are compiled twice, for AVX2+FMA and for the baseline, and chosen at run
-//! time (`cpu::multiversion!`).
+//! element-wise loops are compiled three times, for AVX-512, for AVX2+FMA and for the
+//! baseline, and chosen at run time (`cpu::multiversion!`). [`Precision::Bf16`] (mixed
+//! precision) runs on the reference ops.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
