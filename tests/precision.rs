@@ -1,14 +1,15 @@
 //! Mixed precision (`precision: "bf16"`): bf16 matrix products over fp32 master weights
 //! follow fp32 — forward, every gradient, and the loss curve of a short training run.
 
+#[path = "common/synthetic.rs"]
+mod synthetic;
+
 use candle_core::{DType, Device, Tensor};
 use interference::batch::MlmBatch;
-use interference::data::{generate_synthetic, SyntheticSpec, WordOrder};
 use interference::kernels::{Kernels, Precision};
 use interference::model::{MlmModel, ModelConfig};
 use interference::rng::{stream, Purpose};
-use interference::tokenize::SharedTokenizer;
-use interference::train::{split_held_out, Method, MlmData, TrainConfig, Trainer};
+use interference::train::{Method, MlmData, TrainConfig, Trainer};
 use interference::{Lang, LangSet};
 use rand::Rng;
 
@@ -77,19 +78,7 @@ fn bf16_loss_and_every_gradient_follow_fp32() {
 }
 
 fn data() -> MlmData {
-    let specs = [
-        ("aa", SyntheticSpec { sentences: 300, seed: 1, ..Default::default() }),
-        ("bb", SyntheticSpec { sentences: 200, seed: 2, word_order: WordOrder::Sov, ..Default::default() }),
-    ];
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for (code, spec) in specs {
-        let corpus = generate_synthetic(&spec, Lang::new(code).unwrap()).unwrap();
-        let (t, v) = split_held_out(&corpus, 40, 0).unwrap();
-        train.push(t);
-        valid.push(v);
-    }
-    let tok = SharedTokenizer::train(&train, 300).unwrap();
-    MlmData::encode(&tok, &train, &valid).unwrap()
+    synthetic::two_languages(300)
 }
 
 #[test]

@@ -1,30 +1,18 @@
 //! Training end to end on synthetic languages: learning, exact resume, atomic checkpoints.
 
+#[path = "common/synthetic.rs"]
+mod synthetic;
+
 use candle_core::{DType, Device};
-use interference::data::{generate_synthetic, SyntheticSpec, WordOrder};
 use interference::model::{MlmModel, ModelConfig};
 use interference::progress::Silent;
-use interference::tokenize::SharedTokenizer;
 use interference::train::{
-    split_held_out, Granularity, MetaConfig, MetaOrder, Method, MlmData, SurgeryConfig, TrainConfig, Trainer,
-    TRAINER_FILE,
+    Granularity, MetaConfig, MetaOrder, Method, MlmData, SurgeryConfig, TrainConfig, Trainer, TRAINER_FILE,
 };
 use interference::{Error, Lang, LangSet};
 
 fn data() -> MlmData {
-    let specs = [
-        ("aa", SyntheticSpec { sentences: 400, seed: 1, ..Default::default() }),
-        ("bb", SyntheticSpec { sentences: 200, seed: 2, word_order: WordOrder::Sov, ..Default::default() }),
-    ];
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for (code, spec) in specs {
-        let corpus = generate_synthetic(&spec, Lang::new(code).unwrap()).unwrap();
-        let (t, v) = split_held_out(&corpus, 40, 0).unwrap();
-        train.push(t);
-        valid.push(v);
-    }
-    let tok = SharedTokenizer::train(&train, 300).unwrap();
-    MlmData::encode(&tok, &train, &valid).unwrap()
+    synthetic::two_languages(400)
 }
 
 fn model(data: &MlmData, adapters: usize) -> MlmModel {

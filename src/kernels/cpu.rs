@@ -37,12 +37,13 @@ impl Float for f32 {
 
     /// Cephes' `expf`: `2^n · e^r` with `|r| ≤ ln2/2` and a degree-7 polynomial for `e^r`;
     /// within 2 ulp of the exact value. Inputs below −87.3 give 2^-126 (about 1e-38) instead of
-    /// a subnormal or 0, which no softmax or GELU here can tell apart; inputs above 88.376 give
-    /// e^88.376 (the kernels only take `exp` of values ≤ 0).
+    /// a subnormal or 0, which no softmax or GELU here can tell apart; inputs from about 88.37
+    /// up give +∞ (the kernels only take `exp` of values ≤ 0).
     #[inline(always)]
     fn exp_fast(self) -> Self {
-        const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer.
-                                         // Above 88.3763, 2^n would overflow to +inf (e^88.3763 is f32's largest finite power).
+        // 1.5·2^23: adding it rounds to an integer.
+        const ROUND: f32 = 12_582_912.0;
+        // About f32's exp range (the kernels only take `exp` of values ≤ 0).
         let x = self.clamp(-87.3, 88.376_26);
         let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
         let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
@@ -114,11 +115,15 @@ pub(crate) fn guarded<'a, T: WithDType>(
     }
 }
 
-/// Runs `$body` with the type alias `$t` set to a storage's element type (`f32` or `f64`);
-/// other types are an error naming `op`.
+/// Runs `$body` with the type alias `$t` set to a storage's element type (`f32` or `f64`),
+/// or to the given `dtype` (for tensors read through storage guards); other types are an
+/// error naming `op`.
 macro_rules! float_dispatch {
     ($storage:expr, $op:expr, $t:ident => $body:expr) => {
-        match candle_core::backend::BackendStorage::dtype($storage) {
+        $crate::kernels::cpu::float_dispatch!(dtype candle_core::backend::BackendStorage::dtype($storage), $op, $t => $body)
+    };
+    (dtype $dtype:expr, $op:expr, $t:ident => $body:expr) => {
+        match $dtype {
             candle_core::DType::F32 => {
                 #[allow(unused_imports)]
                 use candle_core::WithDType as _;
@@ -299,14 +304,31 @@ pub(crate) unsafe fn par_written<T: Float>(
     chunk: usize,
     write: impl Fn(usize, &mut [MaybeUninit<T>]) + Send + Sync,
 ) -> Vec<T> {
+    par_written_with(len, chunk, write).0
+}
+
+/// [`par_written`] whose tasks also return a value each (partial sums, row losses): the
+/// buffer, and the values in the order of the parts (whichever task finished first).
+///
+/// # Safety
+/// `write` must initialise every element of the part it is given.
+pub(crate) unsafe fn par_written_with<T: Float, R: Send>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<T>]) -> R + Send + Sync,
+) -> (Vec<T>, Vec<R>) {
     use rayon::prelude::*;
     let chunk = chunk.max(1);
     let mut out: Vec<T> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len].par_chunks_mut(chunk).enumerate().for_each(|(i, part)| write(i * chunk, part));
+    let results = out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(i, part)| write(i * chunk, part))
+        .collect();
     // SAFETY: the caller guarantees that `write` initialised every part, and the parts cover
     // all `len` elements.
     out.set_len(len);
-    out
+    (out, results)
 }
 
 /// `part` as initialised elements.

@@ -1,10 +1,9 @@
 //! Mean cross-entropy of logits against class ids, with its gradient in one pass per row.
 
-use super::cpu::{assume_init, float_dispatch, max, multiversion, par_written, slice, sum_by, Float};
+use super::cpu::{assume_init, float_dispatch, max, multiversion, par_written_with, slice, sum_by, Float};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-use std::sync::Mutex;
 
 /// `mean_i (logsumexp(logits_i) − logits_i[target_i])`: `CustomOp2(logits [n, V], targets u32 [n])`.
 pub(crate) struct CrossEntropy;
@@ -78,17 +77,13 @@ fn forward<T: Float>(logits: &[T], targets: &[u32], v: usize) -> f64 {
 /// Each row's loss, and `scale · (softmax(logits) − onehot(target))` row by row.
 fn loss_and_backward<T: Float>(logits: &[T], targets: &[u32], v: usize, scale: f64) -> (Vec<f64>, Vec<T>) {
     let scale = T::from_f64(scale);
-    let rows = Mutex::new(Vec::with_capacity(targets.len()));
     let write = |start: usize, o: &mut [MaybeUninit<T>]| {
         let (i, row) = (start / v, &logits[start..start + o.len()]);
-        let loss = row_loss_grad(o, row, targets[i] as usize, scale);
-        rows.lock().unwrap_or_else(|e| e.into_inner()).push((i, WithDType::to_f64(loss)));
+        WithDType::to_f64(row_loss_grad(o, row, targets[i] as usize, scale))
     };
     // SAFETY: each part is one row, which `row_loss_grad` writes completely.
-    let grads = unsafe { par_written(logits.len(), v, write) };
-    let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
-    rows.sort_by_key(|(i, _)| *i);
-    (rows.into_iter().map(|(_, l)| l).collect(), grads)
+    let (grads, losses) = unsafe { par_written_with(logits.len(), v, write) };
+    (losses, grads)
 }
 
 impl CustomOp2 for CrossEntropy {

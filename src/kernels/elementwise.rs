@@ -6,8 +6,8 @@
 //! matrix products use) for the same cores; here each sum is one pass over its inputs on
 //! rayon's pool.
 
-use super::cpu::{assume_init, guarded, multiversion, par_written, supported, Float};
-use candle_core::{DType, Tensor};
+use super::cpu::{assume_init, float_dispatch, guarded, multiversion, par_written, supported, Float};
+use candle_core::Tensor;
 use std::mem::MaybeUninit;
 
 /// Elements per task.
@@ -94,23 +94,17 @@ pub(crate) fn combine(terms: &[&Tensor], mask: Option<&Tensor>) -> candle_core::
     let name = "element-wise-sum";
     let guards: Vec<_> = all().map(|t| t.storage_and_layout()).collect();
     let (term_guards, mask_guard) = guards.split_at(terms.len());
-    macro_rules! run {
-        ($t:ty) => {{
-            let terms = term_guards.iter().map(|g| guarded::<$t>(g, name)).collect::<candle_core::Result<Vec<_>>>()?;
-            let mask = mask_guard.first().map(|g| guarded::<$t>(g, name)).transpose()?;
-            Tensor::from_vec(combine_slices(&terms, mask), first.shape(), first.device())
-        }};
-    }
-    match first.dtype() {
-        DType::F32 => run!(f32),
-        _ => run!(f64),
-    }
+    float_dispatch!(dtype first.dtype(), name, T => {
+        let terms = term_guards.iter().map(|g| guarded::<T>(g, name)).collect::<candle_core::Result<Vec<_>>>()?;
+        let mask = mask_guard.first().map(|g| guarded::<T>(g, name)).transpose()?;
+        Tensor::from_vec(combine_slices(&terms, mask), first.shape(), first.device())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     fn max_gap(a: &Tensor, b: &Tensor) -> f64 {
         (a - b)

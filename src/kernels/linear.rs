@@ -1,7 +1,7 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
 use super::cpu::{column_sums, float_dispatch, guarded, matmul, par_written, slice, threads, written, Float, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -149,21 +149,14 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<T
     let ag = a.storage_and_layout();
     let wg: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
     let bg: Vec<_> = bs.iter().map(|b| b.storage_and_layout()).collect();
-    macro_rules! run {
-        ($t:ty) => {{
-            let a = guarded::<$t>(&ag, name)?;
-            let ws = wg.iter().map(|w| guarded::<$t>(w, name)).collect::<candle_core::Result<Vec<_>>>()?;
-            let bs = bg.iter().map(|b| guarded::<$t>(b, name)).collect::<candle_core::Result<Vec<_>>>()?;
-            let ranges: Vec<Range<usize>> = groups.iter().map(|g| g.rows.clone()).collect();
-            let y = grouped_rows(a, k, &ws, forward.then_some(&bs[..]), &ranges, cols, inp);
-            Tensor::from_vec(y, (n, cols), &device)
-        }};
-    }
-    match a.dtype() {
-        DType::F32 => run!(f32),
-        DType::F64 => run!(f64),
-        other => Err(candle_core::Error::Msg(format!("{name}: fused kernels run on f32 or f64, not {other:?}"))),
-    }
+    float_dispatch!(dtype a.dtype(), name, T => {
+        let a = guarded::<T>(&ag, name)?;
+        let ws = wg.iter().map(|w| guarded::<T>(w, name)).collect::<candle_core::Result<Vec<_>>>()?;
+        let bs = bg.iter().map(|b| guarded::<T>(b, name)).collect::<candle_core::Result<Vec<_>>>()?;
+        let ranges: Vec<Range<usize>> = groups.iter().map(|g| g.rows.clone()).collect();
+        let y = grouped_rows(a, k, &ws, forward.then_some(&bs[..]), &ranges, cols, inp);
+        Tensor::from_vec(y, (n, cols), &device)
+    })
 }
 
 /// The products of [`grouped`] on slices: `a` is `[n, k]`, each weight `[out, in]` row-major;

@@ -4,12 +4,12 @@
 //! backward hands each half its gradient), so the op has at most three inputs.
 
 use super::cpu::{
-    assume_init, float_dispatch, guarded, multiversion, par_written, slice, sum_by, sum_zip, supported, Float,
+    assume_init, float_dispatch, guarded, multiversion, par_written, par_written_with, slice, sum_by, sum_zip,
+    supported, Float,
 };
 use super::elementwise::combine_into;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
-use std::sync::Mutex;
 
 /// Rows per task (in the backward pass, each task also sums the scale and shift gradients).
 const ROWS_PER_TASK: usize = 64;
@@ -110,18 +110,12 @@ impl LayerNorm {
         let gg: Vec<_> = g.iter().map(|t| t.storage_and_layout()).collect();
         let others: Vec<&Layout> = rg.iter().chain(&gg).map(|s| s.1).collect();
         rows_and_width(xg.1, &others, wbg.1, name)?;
-        macro_rules! run {
-            ($t:ty) => {{
-                let r = rg.as_ref().map(|r| guarded::<$t>(r, name)).transpose()?;
-                let g = gg.iter().map(|s| guarded::<$t>(s, name)).collect::<candle_core::Result<Vec<_>>>()?;
-                let out = backward(guarded::<$t>(&xg, name)?, r, guarded::<$t>(&wbg, name)?, &g, d, self.eps);
-                Tensor::from_vec(out, (n + 2, d), x.device())?
-            }};
-        }
-        let packed = match x.dtype() {
-            DType::F32 => run!(f32),
-            _ => run!(f64),
-        };
+        let packed = float_dispatch!(dtype x.dtype(), name, T => {
+            let r = rg.as_ref().map(|r| guarded::<T>(r, name)).transpose()?;
+            let g = gg.iter().map(|s| guarded::<T>(s, name)).collect::<candle_core::Result<Vec<_>>>()?;
+            let out = backward(guarded::<T>(&xg, name)?, r, guarded::<T>(&wbg, name)?, &g, d, self.eps);
+            Tensor::from_vec(out, (n + 2, d), x.device())
+        })?;
         Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?))
     }
 }
@@ -217,7 +211,6 @@ fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, 
     let w = &wb[..d];
     let eps = T::from_f64(eps);
     let n = x.len() / d;
-    let partials = Mutex::new(Vec::with_capacity(n.div_ceil(ROWS_PER_TASK)));
     let write = |start: usize, rows: &mut [MaybeUninit<T>]| {
         let span = start..start + rows.len();
         // Sums of several inputs or gradients go to scratch rows of this task (in cache).
@@ -239,15 +232,13 @@ fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, 
         let mut dwb = vec![T::zero(); 2 * d];
         let (dw, db) = dwb.split_at_mut(d);
         norm_grad_rows(rows, s, g, w, dw, db, eps);
-        partials.lock().unwrap_or_else(|e| e.into_inner()).push((start, dwb));
+        dwb
     };
     // SAFETY: `norm_grad_rows` writes every element of each part (`g` is never empty).
-    let mut out = unsafe { par_written(n * d, ROWS_PER_TASK * d, write) };
+    let (mut out, partials) = unsafe { par_written_with(n * d, ROWS_PER_TASK * d, write) };
     // Summed in row order, so that the result does not depend on which task finished first.
-    let mut partials = partials.into_inner().unwrap_or_else(|e| e.into_inner());
-    partials.sort_by_key(|(start, _)| *start);
     let mut total = vec![T::zero(); 2 * d];
-    for (_, p) in &partials {
+    for p in &partials {
         total.iter_mut().zip(p).for_each(|(t, &p)| *t += p);
     }
     out.extend(total);
