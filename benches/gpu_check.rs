@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{arg, median_ms, peak_rss_mb, random_data, Case, SMALL};
+use common::{arg, median_ms, peak_rss_mb, random_data, Case, BASE, SMALL};
 use interference::device::parse_device;
 use interference::grads::mlm_gradients;
 use interference::model::{MlmModel, ModelConfig};
@@ -28,9 +28,6 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
         diff / scale
     }
 }
-
-/// A base-sized model: d=768, 12 layers, 12 heads, FFN 3072, vocab 32000, seq 256, batch 32.
-const BASE: Case = Case { d: 768, layers: 12, heads: 12, ffn: 3072, vocab: 32000, seq: 256, batch: 32, adapters: 0 };
 
 /// Tolerance of f32 CPU-vs-GPU agreement (different summation orders and TF32-free cuBLAS).
 const TOLERANCE: f64 = 1e-3;
@@ -113,22 +110,22 @@ fn agreement(device: &Device, json: bool) -> bool {
     ok
 }
 
-/// Median milliseconds of the forward pass and of forward + backward of one step's batches
-/// (dropout on), to see where a step's time goes.
+/// Median milliseconds of the forward pass (autograd-free loss) and of the loss with every
+/// gradient (the pass a step runs) of one step's batches (dropout on), to see where a step's
+/// time goes.
 fn phases(trainer: &Trainer, device: &Device, runs: usize) -> (f64, f64) {
     let batches = trainer.batches_at(0).expect("batches");
     let params = trainer.model().registry().tensors();
-    let forward = || {
-        let mut rng = interference::rng::stream(0, interference::rng::Purpose::Dropout, 0);
-        let losses: Vec<Tensor> =
-            batches.iter().map(|b| trainer.model().loss_with(&params, b, Some(&mut rng)).expect("loss")).collect();
-        Tensor::stack(&losses, 0).and_then(|t| t.sum_all()).expect("sum")
-    };
+    let rng = || interference::rng::stream(0, interference::rng::Purpose::Dropout, 0);
     let fwd = median_ms(runs, || {
-        forward().to_scalar::<f32>().expect("sync");
+        let mut rng = rng();
+        for b in &batches {
+            trainer.model().loss_with(&params, b, Some(&mut rng)).expect("loss");
+        }
+        device.synchronize().expect("synchronize");
     });
     let fwd_bwd = median_ms(runs, || {
-        forward().backward().expect("backward");
+        trainer.model().joint_loss_and_grads(&params, &batches, Some(&mut rng())).expect("loss and gradients");
         device.synchronize().expect("synchronize");
     });
     (fwd, fwd_bwd)

@@ -9,22 +9,26 @@
 //! - `--precision fp32|bf16` (default `fp32`): bf16 mixed precision, ours and the twin's
 //!   (`--dtype bf16`, `torch.autocast`);
 //! - `--rounds N` (default 1): N alternating runs of the twin and ours per case; each side's
-//!   median run is reported, their ratio, and the ratio of every round.
+//!   median run is reported, their ratio, and the ratio of every round;
+//! - `--cases 0,1,2` (default `0,1`): which configs run.
 //!
-//! Config: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32, AdamW with
-//! clipping; without adapters and with adapters (r=64, 2 languages). Every measurement runs in
+//! Configs: (0) d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32, AdamW with
+//! clipping; (1) the same with adapters (r=64, 2 languages); (2) d=768, 12 layers, 12 heads,
+//! FFN 3072, vocab 32000, seq 256, batch 32 (for GPUs). Every measurement runs in
 //! a fresh process (this binary re-runs itself with `--case`), so peak RSS is that run's own.
 
 mod common;
 
-use common::{arg, median_ms, peak_rss_mb, Case, SMALL};
+use common::{arg, median_ms, peak_rss_mb, Case, BASE, SMALL};
 use interference::device::parse_device;
 use interference::kernels::{Kernels, Precision};
 use interference::train::{Method, TrainConfig};
 use serde_json::{json, Value};
 use std::process::Command;
 
-const CASES: [Case; 2] = [SMALL, Case { adapters: 64, ..SMALL }];
+/// The cases `--cases` picks from (by index; default `0,1`): the size without and with
+/// adapters, and the base size (GPU).
+const CASES: [Case; 3] = [SMALL, Case { adapters: 64, ..SMALL }, BASE];
 
 /// Runs case `index` with `kernels` and `precision` in this process and returns its JSON record.
 fn measure(index: usize, kernels: Kernels, precision: Precision, steps: usize, device_name: &str) -> Value {
@@ -34,6 +38,7 @@ fn measure(index: usize, kernels: Kernels, precision: Precision, steps: usize, d
     let mut trainer = case.trainer_with(&device, TrainConfig { method, kernels, precision, ..TrainConfig::default() });
     let ms = median_ms(steps, || {
         trainer.step().expect("step");
+        device.synchronize().expect("synchronize");
     });
     json!({
         "bench": "train_step", "impl": "interference", "device": device_name, "kernels": kernels,
@@ -63,7 +68,13 @@ fn in_child(program: &str, args: &[String]) -> Value {
 /// The twin's command line for case `index`.
 fn twin_args(index: usize, steps: usize, device_name: &str, threads: usize, precision: &str) -> Vec<String> {
     let case = CASES[index];
-    let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch/twin.py");
+    // The repository's copy when run from its root (a binary built elsewhere), else the build's.
+    let here = "benches/torch/twin.py";
+    let twin = if std::path::Path::new(here).exists() {
+        here
+    } else {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch/twin.py")
+    };
     let langs = if case.adapters > 0 { 2 } else { 1 };
     let flags = [
         ("--d", case.d),
@@ -121,7 +132,14 @@ fn main() {
     }
     let rounds: usize = arg(&args, "--rounds").and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     let threads = rayon::current_num_threads();
-    for (index, case) in CASES.iter().enumerate() {
+    let cases: Vec<usize> = arg(&args, "--cases")
+        .unwrap_or_else(|| "0,1".into())
+        .split(',')
+        .map(|i| {
+            i.trim().parse().ok().filter(|&i| i < CASES.len()).expect("--cases: indices 0, 1 or 2, comma-separated")
+        })
+        .collect();
+    for (index, case) in cases.into_iter().map(|i| (i, &CASES[i])) {
         let child_args = |k: Kernels| -> Vec<String> {
             let kernels = serde_json::to_value(k).expect("kernels").as_str().expect("a name").to_string();
             let steps = steps.to_string();

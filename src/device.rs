@@ -38,6 +38,30 @@ pub fn set_tf32(enabled: bool) {
     candle_core::cuda::set_gemm_reduced_precision_f32(enabled);
 }
 
+/// Keeps GPU memory that the model frees in CUDA's stream-ordered pool, where the next step's
+/// allocations find it, instead of handing it back to the driver at every synchronisation (the
+/// pool's default release threshold is 0, and a training step synchronises at least once, to
+/// read its loss). Called by [`crate::model::MlmModel::new`]; a no-op on the CPU and in builds
+/// without the `cuda` feature.
+pub fn retain_freed_device_memory(device: &Device) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        use candle_core::cuda_backend::cudarc::driver::{result, sys};
+        use candle_core::cuda_backend::WrapErr;
+        let stream = d.cuda_stream();
+        let mut threshold = u64::MAX;
+        // SAFETY: the device handle comes from candle's live context, and the release threshold
+        // attribute is a u64 (CUDA driver API, cuMemPoolSetAttribute).
+        unsafe {
+            let pool = result::device::get_default_mem_pool(stream.context().cu_device()).w()?;
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            result::mem_pool::set_attribute(pool, attr, (&mut threshold as *mut u64).cast()).w()?;
+        }
+    }
+    let _ = device;
+    Ok(())
+}
+
 /// Keeps memory that the model frees inside the process instead of returning it to the OS.
 ///
 /// A training step allocates and frees the same few-megabyte activation buffers over and

@@ -29,6 +29,10 @@ pub struct Case {
 /// The reference size: d=256, 4 layers, 4 heads, FFN 1024, vocab 8000, seq 128, batch 32.
 pub const SMALL: Case = Case { d: 256, layers: 4, heads: 4, ffn: 1024, vocab: 8000, seq: 128, batch: 32, adapters: 0 };
 
+/// A base-sized model: d=768, 12 layers, 12 heads, FFN 3072, vocab 32000, seq 256, batch 32.
+pub const BASE: Case =
+    Case { d: 768, layers: 12, heads: 12, ffn: 3072, vocab: 32000, seq: 256, batch: 32, adapters: 0 };
+
 impl Case {
     /// The JSON `config` object of conventions.md.
     pub fn json(&self) -> String {

@@ -82,6 +82,18 @@ impl InplaceOp2 for MomentsUpdate {
             Ok(())
         })
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        mv: &mut candle_core::CudaStorage,
+        mvl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let h = self.0;
+        super::cuda::adamw_moments((mv, mvl), (g, gl), h.beta1, h.beta2, h.grad_scale)
+    }
 }
 
 impl InplaceOp2 for ThetaUpdate {
@@ -99,13 +111,32 @@ impl InplaceOp2 for ThetaUpdate {
             Ok(())
         })
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        th: &mut candle_core::CudaStorage,
+        thl: &Layout,
+        mv: &candle_core::CudaStorage,
+        mvl: &Layout,
+    ) -> candle_core::Result<()> {
+        let h = self.0;
+        super::cuda::adamw_theta((th, thl), (mv, mvl), h.step, h.bc2, h.eps, h.decay)
+    }
 }
 
 /// One AdamW update of `theta` and its moments `mv` (`[2, …]`: first, second) in place, or
 /// `false` where the fused kernels do not run (then the caller takes the composite path).
 pub(crate) fn update(theta: &Tensor, g: &Tensor, mv: &Tensor, hyper: Hyper) -> candle_core::Result<bool> {
-    let fits = [theta, g, mv].iter().all(|t| t.device().is_cpu() && t.dtype() == theta.dtype() && t.is_contiguous());
-    if !fits || !super::cpu::supported(theta.dtype()) {
+    let fits = [theta, g, mv]
+        .iter()
+        .all(|t| t.device().same_device(theta.device()) && t.dtype() == theta.dtype() && t.is_contiguous());
+    let supported = match theta.device() {
+        candle_core::Device::Cpu => super::cpu::supported(theta.dtype()),
+        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && theta.dtype() == candle_core::DType::F32,
+        _ => false,
+    };
+    if !fits || !supported {
         return Ok(false);
     }
     if g.dims() != theta.dims() || mv.dims().first() != Some(&2) || mv.dims()[1..] != *theta.dims() {

@@ -344,6 +344,26 @@ impl CustomOp2 for SoftmaxGrad {
         "fused-attention-softmax-grad"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        p: &candle_core::CudaStorage,
+        pl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        if pl.dims() != gl.dims() {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {:?} and {:?} differ",
+                self.name(),
+                pl.dims(),
+                gl.dims()
+            )));
+        }
+        let s = (*pl.dims().last().unwrap_or(&1)).max(1);
+        Ok((super::cuda::softmax_grads((p, pl), (g, gl), s, self.scale)?, pl.shape().clone()))
+    }
+
     fn cpu_fwd(
         &self,
         p: &CpuStorage,
@@ -355,6 +375,111 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
+/// The probabilities of `op` for queries `q` and keys `k` (`[batch·seq, d]`), without autograd.
+pub(crate) fn probabilities(q: &Tensor, k: &Tensor, op: &Probabilities) -> candle_core::Result<Tensor> {
+    if !q.device().is_cuda() {
+        return q.apply_op2_no_bwd(k, op);
+    }
+    let (n, _) = q.dims2()?;
+    let scores = heads_major(q, op.heads, op.seq)?.matmul(&heads_major(k, op.heads, op.seq)?.t()?)?;
+    let bias: Vec<f32> = match &op.padded {
+        Some(p) if p.len() == n => p.iter().map(|&p| if p { PAD_SCORE as f32 } else { 0.0 }).collect(),
+        Some(p) => {
+            return Err(candle_core::Error::Msg(format!("{}: {} padding flags for {n} tokens", op.name(), p.len())))
+        }
+        None => vec![0.0; n],
+    };
+    let bias = Tensor::from_vec(bias, (n / op.seq.max(1), op.seq), q.device())?;
+    scores.apply_op2_no_bwd(&bias, &ScaledSoftmax { scale: op.scale })
+}
+
+/// `context = P · V` per head (`[batch·seq, d]`), without autograd.
+pub(crate) fn context(p: &Tensor, v: &Tensor, heads: usize, seq: usize) -> candle_core::Result<Tensor> {
+    if !p.device().is_cuda() {
+        return p.apply_op2_no_bwd(v, &HeadProduct { product: Product::Context, heads, seq });
+    }
+    rows_major(&p.matmul(&heads_major(v, heads, seq)?)?)
+}
+
+/// `[batch·seq, d]` with the heads side by side as a contiguous `[batch, heads, seq, d/heads]`
+/// (the layout cuBLAS's batched products read; on CUDA only).
+fn heads_major(t: &Tensor, heads: usize, seq: usize) -> candle_core::Result<Tensor> {
+    let (n, d) = t.dims2()?;
+    t.reshape((n / seq, seq, heads, d / heads))?.transpose(1, 2)?.contiguous()
+}
+
+/// The inverse of [`heads_major`].
+fn rows_major(t: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, h, s, dh) = t.dims4()?;
+    t.transpose(1, 2)?.contiguous()?.reshape((b * s, h * dh))
+}
+
+/// `softmax(scale · scores + bias)` over the last dimension of `[batch, heads, seq, seq]`
+/// scores, with an additive bias per key `[batch, seq]`: `CustomOp2(scores, bias)`, the
+/// softmax half of [`Probabilities`] where cuBLAS computes the scores (CUDA).
+struct ScaledSoftmax {
+    scale: f64,
+}
+
+impl ScaledSoftmax {
+    /// `(rows per batch, keys)`, checked.
+    fn dims(&self, sl: &Layout, bl: &Layout) -> candle_core::Result<(usize, usize)> {
+        let (b, h, rows, s) = sl.shape().dims4()?;
+        if bl.dims() != [b, s] {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: scores {:?}, key bias {:?}",
+                self.name(),
+                sl.dims(),
+                bl.dims()
+            )));
+        }
+        Ok((h * rows, s))
+    }
+}
+
+impl CustomOp2 for ScaledSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-scaled-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        bias: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (per_batch, s) = self.dims(xl, bl)?;
+        let name = self.name();
+        float_dispatch!(x, name, T => {
+            let (x, bias) = (slice::<T>(x, xl, name)?, slice::<T>(bias, bl, name)?);
+            let scale = T::from_f64(self.scale);
+            let mut out = x.to_vec();
+            out.par_chunks_mut(s).enumerate().for_each(|(row, o)| {
+                let bias = &bias[row / per_batch * s..][..s];
+                o.iter_mut().zip(bias).for_each(|(x, &b)| *x = *x * scale + b);
+                let max = max(o);
+                o.iter_mut().for_each(|x| *x = (*x - max).exp());
+                let inv = T::from_f64(1.0) / sum_by(o, |x| x);
+                o.iter_mut().for_each(|x| *x *= inv);
+            });
+            Ok((T::to_cpu_storage_owned(out), xl.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        bias: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (per_batch, s) = self.dims(xl, bl)?;
+        Ok((super::cuda::softmax((x, xl), (bias, bl), s, per_batch, self.scale)?, xl.shape().clone()))
+    }
+}
+
 /// `(dP, dV)` of `context = P · V` per head given `g = d context`.
 pub(crate) fn context_grads(
     p: &Tensor,
@@ -363,6 +488,12 @@ pub(crate) fn context_grads(
     heads: usize,
     seq: usize,
 ) -> candle_core::Result<(Tensor, Tensor)> {
+    if p.device().is_cuda() {
+        let g = heads_major(g, heads, seq)?;
+        let dp = g.matmul(&heads_major(v, heads, seq)?.t()?)?;
+        let dv = p.t()?.matmul(&g)?;
+        return Ok((dp, rows_major(&dv)?));
+    }
     let g = g.contiguous()?;
     let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, heads, seq })?;
     let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads, seq })?;
@@ -379,6 +510,11 @@ pub(crate) fn probabilities_grads(
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?;
     let (heads, seq) = (op.heads, op.seq);
+    if ds.device().is_cuda() {
+        let dq = ds.matmul(&heads_major(k, heads, seq)?)?;
+        let dk = ds.t()?.matmul(&heads_major(q, heads, seq)?)?;
+        return Ok((rows_major(&dq)?, rows_major(&dk)?));
+    }
     let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
     let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
     Ok((dq, dk))

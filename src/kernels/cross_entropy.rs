@@ -127,6 +127,12 @@ pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_cor
 pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Vec<f64>, Tensor)> {
     let name = "fused-cross-entropy-grad";
     let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
+    if logits.device().is_cuda() {
+        let (n, v) = logits.dims2()?;
+        let packed = logits.apply_op2_no_bwd(&targets, &CrossEntropyGrad { scale: scale / n.max(1) as f64 })?;
+        let losses = packed.narrow(0, n * v, n)?.to_dtype(candle_core::DType::F64)?.to_vec1()?;
+        return Ok((losses, packed.narrow(0, 0, n * v)?.reshape((n, v))?));
+    }
     let (lg, tg) = (logits.storage_and_layout(), targets.storage_and_layout());
     let (candle_core::Storage::Cpu(l), candle_core::Storage::Cpu(t)) = (&*lg.0, &*tg.0) else {
         return Err(candle_core::Error::Msg(format!("{name}: logits and targets must be on the CPU")));
@@ -137,4 +143,47 @@ pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> c
         let (losses, grads) = loss_and_backward(slice::<T>(l, lg.1, name)?, targets, v, scale);
         Ok((losses, Tensor::from_vec(grads, (n, v), logits.device())?))
     })
+}
+
+/// `[n·v + n]`: `scale · (softmax(logits) − onehot(target))` row by row, then each row's loss,
+/// `CustomOp2(logits [n, v], targets u32 [n])`: how [`loss_and_grads`] runs on CUDA.
+struct CrossEntropyGrad {
+    /// The gradient's factor (the mean's `1/n` included).
+    scale: f64,
+}
+
+impl CustomOp2 for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        l: &CpuStorage,
+        ll: &Layout,
+        t: &CpuStorage,
+        tl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, v, targets) = checked(ll, t, tl, self.name())?;
+        float_dispatch!(l, self.name(), T => {
+            let (losses, mut packed) = loss_and_backward(slice::<T>(l, ll, self.name())?, targets, v, self.scale);
+            packed.extend(losses.into_iter().map(T::from_f64));
+            Ok((T::to_cpu_storage_owned(packed), Shape::from(n * v + n)))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        l: &candle_core::CudaStorage,
+        ll: &Layout,
+        t: &candle_core::CudaStorage,
+        tl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        // The targets are checked on the host (a copy of n ids) before the kernel reads them.
+        let host = t.to_cpu_storage()?;
+        let (n, v, _) = checked(ll, &host, tl, self.name())?;
+        Ok((super::cuda::cross_entropy((l, ll), (t, tl), v, self.scale)?, Shape::from(n * v + n)))
+    }
 }

@@ -57,6 +57,15 @@ impl CustomOp1 for Gelu {
         float_dispatch!(x, self.name(), T => Ok((T::to_cpu_storage_owned(forward::<T>(slice(x, xl, self.name())?)), xl.shape().clone())))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        Ok((super::cuda::gelu((x, xl))?, xl.shape().clone()))
+    }
+
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grads(x, g)?))
     }
@@ -87,17 +96,30 @@ impl CustomOp2 for GeluGrad {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if xl.dims() != gl.dims() {
-            return Err(candle_core::Error::Msg(format!(
-                "{}: {:?} and {:?} differ",
-                self.name(),
-                xl.dims(),
-                gl.dims()
-            )));
-        }
+        same_dims(xl, gl, self.name())?;
         float_dispatch!(x, self.name(), T => Ok((
             T::to_cpu_storage_owned(backward::<T>(slice(x, xl, self.name())?, slice(g, gl, self.name())?)),
             xl.shape().clone(),
         )))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        same_dims(xl, gl, self.name())?;
+        Ok((super::cuda::gelu_grads((x, xl), (g, gl))?, xl.shape().clone()))
+    }
+}
+
+/// An error unless both layouts have the same dimensions.
+fn same_dims(xl: &Layout, gl: &Layout, op: &str) -> candle_core::Result<()> {
+    if xl.dims() != gl.dims() {
+        return Err(candle_core::Error::Msg(format!("{op}: {:?} and {:?} differ", xl.dims(), gl.dims())));
+    }
+    Ok(())
 }

@@ -87,11 +87,18 @@ impl CustomOp3 for Linear {
 
 /// `y = x · wᵀ + b` without autograd (for hand-written backward passes).
 pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cuda() {
+        return x.matmul(&w.t()?)?.broadcast_add(b);
+    }
     x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear)
 }
 
 /// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    if g.device().is_cuda() {
+        let (dw, db) = weight_grads(x, g)?;
+        return Ok((g.matmul(w)?, dw, db));
+    }
     let dx = g.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Product { lhs_transposed: false })?;
     let (dw, db) = weight_grads(x, g)?;
     Ok((dx, dw, db))
@@ -99,6 +106,13 @@ pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(
 
 /// `(dw, db)` of `y = x · wᵀ + b` given `g = dy`.
 pub(crate) fn weight_grads(x: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    if g.device().is_cuda() {
+        // The bias gradient as a product with ones: cuBLAS reads `g` once, row by row, where
+        // candle's `sum(0)` reads it column by column.
+        let (n, out) = g.dims2()?;
+        let db = Tensor::ones((1, n), g.dtype(), g.device())?.matmul(g)?.reshape(out)?;
+        return Ok((g.t()?.matmul(x)?, db));
+    }
     let g = g.contiguous()?;
     let dw = g.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
     Ok((dw, g.apply_op1_no_bwd(&ColumnSum)?))
@@ -124,7 +138,7 @@ pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group]) -> candle_core::
     grouped(g, groups, false)
 }
 
-/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group, for contiguous CPU tensors.
+/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group.
 fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<Tensor> {
     let name = if forward { "grouped-linear" } else { "grouped-linear-grad" };
     let a = a.contiguous()?;
@@ -143,6 +157,21 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<T
             groups.iter().map(|g| g.rows.clone()).collect::<Vec<_>>(),
             ws.iter().map(|w| w.dims().to_vec()).collect::<Vec<_>>()
         )));
+    }
+    if a.device().is_cuda() {
+        // One cuBLAS product per group.
+        let parts = groups
+            .iter()
+            .map(|g| {
+                let rows = a.narrow(0, g.rows.start, g.rows.len())?;
+                if forward {
+                    apply(&rows, g.w, g.b)
+                } else {
+                    rows.matmul(g.w)
+                }
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        return Tensor::cat(&parts, 0);
     }
     let bs = groups.iter().map(|g| g.b.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
     let device = a.device().clone();

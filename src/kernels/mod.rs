@@ -34,12 +34,15 @@ pub(crate) mod adamw;
 pub(crate) mod attention;
 mod cpu;
 pub(crate) mod cross_entropy;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub(crate) mod elementwise;
 pub(crate) mod gelu;
 pub(crate) mod gram;
 pub(crate) mod linear;
 pub(crate) mod norm;
 mod precision;
+pub(crate) mod rows;
 
 pub(crate) use precision::wide;
 pub use precision::Precision;
@@ -70,7 +73,7 @@ fn second_order_on() -> bool {
 impl Kernels {
     /// Whether the fused ops run for inputs like `t` (else the reference ops do).
     pub fn fused_for(self, t: &Tensor) -> bool {
-        self.hand_written_for(t) && !second_order_on()
+        self == Kernels::Fused && t.device().is_cpu() && cpu::supported(t.dtype()) && !second_order_on()
     }
 
     /// Whether the hand-written forward and backward pass of the fused kernels runs for
@@ -78,7 +81,12 @@ impl Kernels {
     /// graph, so unlike [`Kernels::fused_for`] it runs whether or not candle keeps second-order
     /// graphs.
     pub fn hand_written_for(self, t: &Tensor) -> bool {
-        self == Kernels::Fused && t.device().is_cpu() && cpu::supported(t.dtype())
+        let supported = match t.device() {
+            candle_core::Device::Cpu => cpu::supported(t.dtype()),
+            candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && t.dtype() == candle_core::DType::F32,
+            _ => false,
+        };
+        self == Kernels::Fused && supported
     }
 
     /// `x · wᵀ + b` for `x` `[n, in]`, `w` `[out, in]` (PyTorch layout), `b` `[out]`.

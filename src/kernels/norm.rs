@@ -96,6 +96,17 @@ impl LayerNorm {
         let name = "fused-layer-norm-grad";
         let d = x.dim(candle_core::D::Minus1)?;
         let n = x.elem_count() / d.max(1);
+        if x.device().is_cuda() && !g.is_empty() {
+            // The sums of several inputs or output gradients are materialised first.
+            let s = super::elementwise::combine(&std::iter::once(x).chain(r).collect::<Vec<_>>(), None)?;
+            let g = super::elementwise::combine(g, None)?;
+            let packed = s.contiguous()?.apply_op3_no_bwd(
+                &g.contiguous()?,
+                &wb.contiguous()?,
+                &LayerNormGrad { eps: self.eps },
+            )?;
+            return Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?));
+        }
         let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
         if !(std::iter::once(x).chain(r).chain(g.iter().copied()).all(on_cpu) && supported(x.dtype())) || g.is_empty() {
             return Err(candle_core::Error::Msg(format!(
@@ -120,9 +131,65 @@ impl LayerNorm {
     }
 }
 
+/// The LayerNorm backward pass as an op, `CustomOp3(s, g, wb)` → `[rows + 2, d]` (the input
+/// gradient's rows, then the scale's and the shift's gradients) for the (summed) input `s` and
+/// output gradient `g`: how [`LayerNorm::grads`] runs on CUDA.
+struct LayerNormGrad {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        sl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+        wb: &CpuStorage,
+        wbl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (n, d) = rows_and_width(sl, &[gl], wbl, name)?;
+        float_dispatch!(s, name, T => {
+            let out = backward(slice::<T>(s, sl, name)?, None, slice::<T>(wb, wbl, name)?, &[slice::<T>(g, gl, name)?], d, self.eps);
+            Ok((T::to_cpu_storage_owned(out), Shape::from((n + 2, d))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        sl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+        wb: &candle_core::CudaStorage,
+        wbl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, d) = rows_and_width(sl, &[gl], wbl, self.name())?;
+        Ok((super::cuda::layer_norm_grads((s, sl), (g, gl), (wb, wbl), d, self.eps)?, Shape::from((n + 2, d))))
+    }
+}
+
 impl CustomOp2 for LayerNorm {
     fn name(&self) -> &'static str {
         "fused-layer-norm"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        wb: &candle_core::CudaStorage,
+        wbl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (_, d) = rows_and_width(xl, &[], wbl, CustomOp2::name(self))?;
+        Ok((super::cuda::layer_norm((x, xl), None, (wb, wbl), d, self.eps)?, xl.shape().clone()))
     }
 
     fn cpu_fwd(
@@ -150,6 +217,20 @@ impl CustomOp2 for LayerNorm {
 impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
         "fused-residual-layer-norm"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        r: &candle_core::CudaStorage,
+        rl: &Layout,
+        wb: &candle_core::CudaStorage,
+        wbl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (_, d) = rows_and_width(xl, &[rl], wbl, CustomOp3::name(self))?;
+        Ok((super::cuda::layer_norm((x, xl), Some((r, rl)), (wb, wbl), d, self.eps)?, xl.shape().clone()))
     }
 
     fn cpu_fwd(

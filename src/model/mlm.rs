@@ -165,6 +165,7 @@ impl MlmModel {
     pub fn new(config: ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         config.validate()?;
         crate::device::retain_freed_memory();
+        crate::device::retain_freed_device_memory(device)?;
         let (d, shared) = (config.d_model, ParamGroup::Shared);
         let mut registry = ParamRegistry::new();
         let mut init = Initialiser { registry: &mut registry, rng: stream(seed, Purpose::Init, 0), dtype, device };

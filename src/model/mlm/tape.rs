@@ -12,8 +12,9 @@ use crate::batch::MlmBatch;
 use crate::error::Error;
 use crate::error::Result;
 use crate::grads::accumulate;
-use crate::kernels::attention::{context_grads, probabilities_grads, HeadProduct, Probabilities, Product};
+use crate::kernels::attention::{context, context_grads, probabilities, probabilities_grads, Probabilities};
 use crate::kernels::elementwise::combine;
+use crate::kernels::rows::scatter_add;
 use crate::kernels::{cross_entropy, gelu, linear, norm};
 use crate::model::layers::dropout_mask;
 use candle_core::Tensor;
@@ -216,12 +217,12 @@ impl MlmModel {
         let (batch, segments) = self.merged(batches)?;
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let (ids, mut e) = self.embeddings(params, &batch, None)?;
+        let (_, mut e) = self.embeddings(params, &batch, None)?;
         let token_langs = match self.emb.lang {
             Some(l) => {
                 let langs = segments.iter().flat_map(|g| std::iter::repeat_n(g.lang as u32, g.len)).collect::<Vec<_>>();
-                let langs = Tensor::from_vec(langs, b * s, &self.device)?;
-                e = combine(&[&e, &params[l].index_select(&langs, 0)?], None)?;
+                let on_device = Tensor::from_slice(&langs, b * s, &self.device)?;
+                e = combine(&[&e, &params[l].index_select(&on_device, 0)?], None)?;
                 Some((l, langs))
             }
             None => None,
@@ -257,18 +258,18 @@ impl MlmModel {
         let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
-        let mut dh = h.zeros_like()?.index_add(&positions, &dpicked, 0)?;
+        let mut dh = scatter_add(&dpicked, &batch.positions, b * s)?;
         for (i, (block, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
             let adapters = self.segment_adapters(i, &segments);
             dh = self.block_backward(params, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
         }
         let (de, dwb0) = ln.grads(&e, None, &wb0, &[&masked(&dh, &mask0)?])?;
         grads.norm(LinearIds { w: self.emb.ln_w, b: self.emb.ln_b }, &dwb0)?;
-        grads.add(tok, params[tok].zeros_like()?.index_add(&ids, &de, 0)?)?;
+        grads.add(tok, scatter_add(&de, &batch.tokens, params[tok].dim(0)?)?)?;
         let dpos = de.reshape((b, s, d))?.sum(0)?;
         grads.add(self.emb.pos, pad_rows(&dpos, 0, self.config.max_len)?)?;
         if let Some((l, langs)) = token_langs {
-            grads.add(l, params[l].zeros_like()?.index_add(&langs, &de, 0)?)?;
+            grads.add(l, scatter_add(&de, &langs, params[l].dim(0)?)?)?;
         }
         Ok((losses, grads.0))
     }
@@ -297,9 +298,8 @@ impl MlmModel {
     ) -> Result<(BlockTape, Tensor)> {
         let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b]);
         let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
-        let probs = q.apply_op2_no_bwd(&key, &self.probabilities(seq, padded))?;
-        let context = HeadProduct { product: Product::Context, heads: self.config.heads, seq };
-        let ctx = probs.apply_op2_no_bwd(&v, &context)?;
+        let probs = probabilities(&q, &key, &self.probabilities(seq, padded))?;
+        let ctx = context(&probs, &v, self.config.heads, seq)?;
         let o = lin(&ctx, ids.o)?;
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
         let attn = |a: &BlockAdapters| a.attn;

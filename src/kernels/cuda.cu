@@ -1,0 +1,241 @@
+// The fused kernels on CUDA (f32): the GPU side of src/kernels/cuda.rs, compiled to PTX by
+// build.rs with nvcc when the `cuda` feature is on. Each kernel mirrors a CPU kernel of
+// src/kernels (same formulas, same order of operations per row where it matters); the matrix
+// products themselves go to cuBLAS through candle.
+
+#include <stdint.h>
+
+#define FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+// `scratch` holds 32 floats; the leading barrier lets consecutive calls reuse it.
+__device__ float block_sum(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = 0.f;
+    for (int w = 0; w < warps; ++w) total += scratch[w];
+    return total;
+}
+
+// Max over the block, as block_sum.
+__device__ float block_max(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float m = -INFINITY;
+    for (int w = 0; w < warps; ++w) m = fmaxf(m, scratch[w]);
+    return m;
+}
+
+// ---- LayerNorm -------------------------------------------------------------------------
+
+// y = LN(x [+ r]) · w + b, one block per row of width d; wb is [2, d] (scale; shift).
+extern "C" __global__ void layer_norm_fwd(const float *x, const float *r, int has_r, const float *wb, float *y,
+                                          int d, float eps) {
+    __shared__ float scratch[32];
+    const size_t row = blockIdx.x;
+    const float *xr = x + row * d, *rr = r + row * d;
+    float *yr = y + row * d;
+    float s = 0.f;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) s += xr[c] + (has_r ? rr[c] : 0.f);
+    const float mean = block_sum(s, scratch) / d;
+    float q = 0.f;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        const float v = xr[c] + (has_r ? rr[c] : 0.f) - mean;
+        q += v * v;
+    }
+    const float rstd = 1.f / sqrtf(block_sum(q, scratch) / d + eps);
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        const float v = xr[c] + (has_r ? rr[c] : 0.f);
+        yr[c] = (v - mean) * rstd * wb[c] + wb[d + c];
+    }
+}
+
+// Columns a thread of layer_norm_bwd keeps scale and shift gradients for: d ≤ LN_COLS · blockDim.
+#define LN_COLS 16
+
+// For the rows [blockIdx.x · rows_per_block, …) of the input s (already summed with its
+// residual) and output gradients g: dx, and this block's partial scale and shift gradients
+// into partial[blockIdx.x] ([2, d]).
+extern "C" __global__ void layer_norm_bwd(const float *s, const float *g, const float *wb, float *dx,
+                                          float *partial, int n, int d, int rows_per_block, float eps) {
+    __shared__ float scratch[32];
+    float dw[LN_COLS], db[LN_COLS];
+    for (int k = 0; k < LN_COLS; ++k) dw[k] = db[k] = 0.f;
+    const int first = blockIdx.x * rows_per_block;
+    const int last = min(n, first + rows_per_block);
+    for (int row = first; row < last; ++row) {
+        const float *sr = s + (size_t)row * d, *gr = g + (size_t)row * d;
+        float *dxr = dx + (size_t)row * d;
+        float acc = 0.f;
+        for (int c = threadIdx.x; c < d; c += blockDim.x) acc += sr[c];
+        const float mean = block_sum(acc, scratch) / d;
+        acc = 0.f;
+        for (int c = threadIdx.x; c < d; c += blockDim.x) {
+            const float v = sr[c] - mean;
+            acc += v * v;
+        }
+        const float rstd = 1.f / sqrtf(block_sum(acc, scratch) / d + eps);
+        float sum_gh = 0.f, sum_gh_xh = 0.f;
+        for (int c = threadIdx.x, k = 0; c < d; c += blockDim.x, ++k) {
+            const float xh = (sr[c] - mean) * rstd, gh = gr[c] * wb[c];
+            dw[k] += gr[c] * xh;
+            db[k] += gr[c];
+            sum_gh += gh;
+            sum_gh_xh += gh * xh;
+        }
+        const float mean_gh = block_sum(sum_gh, scratch) / d;
+        const float mean_gh_xh = block_sum(sum_gh_xh, scratch) / d;
+        for (int c = threadIdx.x; c < d; c += blockDim.x) {
+            const float xh = (sr[c] - mean) * rstd;
+            dxr[c] = rstd * (gr[c] * wb[c] - mean_gh - xh * mean_gh_xh);
+        }
+    }
+    float *p = partial + (size_t)blockIdx.x * 2 * d;
+    for (int c = threadIdx.x, k = 0; c < d; c += blockDim.x, ++k) {
+        p[c] = dw[k];
+        p[d + c] = db[k];
+    }
+}
+
+// out[c] = Σ_i a[i · cols + c] over `rows` rows, summed in row order.
+extern "C" __global__ void column_sum(const float *a, float *out, int rows, int cols) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float s = 0.f;
+    for (int i = 0; i < rows; ++i) s += a[(size_t)i * cols + c];
+    out[c] = s;
+}
+
+// ---- GELU (exact, erf) -------------------------------------------------------------------
+
+extern "C" __global__ void gelu_fwd(const float *x, float *y, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float v = x[i];
+        y[i] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+    }
+}
+
+extern "C" __global__ void gelu_bwd(const float *x, const float *g, float *o, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float v = x[i];
+        const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+        const float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+        o[i] = g[i] * (cdf + v * pdf);
+    }
+}
+
+// ---- Attention softmax -----------------------------------------------------------------
+
+// p = softmax(scale · scores + key_bias) over rows of s keys, one warp per row; rows are
+// [batch, heads, s] and key_bias is [batch, s] (0, or a large negative number at padding).
+extern "C" __global__ void softmax_fwd(const float *scores, const float *key_bias, float *p, int rows, int s,
+                                       int rows_per_batch, float scale) {
+    const int warps = blockDim.x >> 5;
+    const int row = blockIdx.x * warps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float *x = scores + (size_t)row * s, *bias = key_bias + (size_t)(row / rows_per_batch) * s;
+    float *out = p + (size_t)row * s;
+    float m = -INFINITY;
+    for (int c = lane; c < s; c += 32) m = fmaxf(m, x[c] * scale + bias[c]);
+    m = warp_max(m);
+    float sum = 0.f;
+    for (int c = lane; c < s; c += 32) {
+        const float e = expf(x[c] * scale + bias[c] - m);
+        out[c] = e;
+        sum += e;
+    }
+    const float inv = 1.f / warp_sum(sum);
+    for (int c = lane; c < s; c += 32) out[c] *= inv;
+}
+
+// ds = scale · p ⊙ (g − Σ p·g) per row, one warp per row.
+extern "C" __global__ void softmax_bwd(const float *p, const float *g, float *ds, int rows, int s, float scale) {
+    const int warps = blockDim.x >> 5;
+    const int row = blockIdx.x * warps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float *pr = p + (size_t)row * s, *gr = g + (size_t)row * s;
+    float *o = ds + (size_t)row * s;
+    float dot = 0.f;
+    for (int c = lane; c < s; c += 32) dot += pr[c] * gr[c];
+    dot = warp_sum(dot);
+    for (int c = lane; c < s; c += 32) o[c] = scale * pr[c] * (gr[c] - dot);
+}
+
+// ---- Cross-entropy -----------------------------------------------------------------------
+
+// For each row of logits [n, v] (one block per row): grads[row] = scale · (softmax − onehot)
+// and losses[row] = logsumexp − logits[target].
+extern "C" __global__ void cross_entropy_fwd_bwd(const float *logits, const uint32_t *targets, float *grads,
+                                                 float *losses, int v, float scale) {
+    __shared__ float scratch[32];
+    const size_t row = blockIdx.x;
+    const float *x = logits + row * v;
+    float *o = grads + row * v;
+    float m = -INFINITY;
+    for (int c = threadIdx.x; c < v; c += blockDim.x) m = fmaxf(m, x[c]);
+    m = block_max(m, scratch);
+    float sum = 0.f;
+    for (int c = threadIdx.x; c < v; c += blockDim.x) {
+        const float e = expf(x[c] - m);
+        o[c] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, scratch);
+    const float k = scale / sum;
+    const int t = (int)targets[row];
+    for (int c = threadIdx.x; c < v; c += blockDim.x) o[c] = o[c] * k - (c == t ? scale : 0.f);
+    if (threadIdx.x == 0) losses[row] = m + logf(sum) - x[t];
+}
+
+// ---- AdamW -------------------------------------------------------------------------------
+
+// m ← β1·m + (1−β1)·s·g, v ← β2·v + (1−β2)·(s·g)², with mv = [m; v] of n elements each.
+extern "C" __global__ void adamw_moments(float *mv, const float *g, size_t n, float beta1, float beta2,
+                                         float grad_scale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float gi = g[i] * grad_scale;
+        mv[i] = mv[i] * beta1 + gi * (1.f - beta1);
+        mv[n + i] = mv[n + i] * beta2 + gi * gi * (1.f - beta2);
+    }
+}
+
+// θ ← decay·θ − step·m / (√(v / bc2) + ε).
+extern "C" __global__ void adamw_theta(float *theta, const float *mv, size_t n, float step, float bc2, float eps,
+                                       float decay) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        theta[i] = theta[i] * decay - mv[i] * step / (sqrtf(mv[n + i] / bc2) + eps);
+    }
+}
+
+// ---- Rows summed by index (embedding gradients) ------------------------------------------
+
+// dst[ids[g]] = Σ src[rows[k]] for k in offsets[g]..offsets[g+1], one block per group g, the
+// sources summed in order; dst is zeroed before. pack = [rows (n) | offsets (groups + 1) | ids].
+extern "C" __global__ void scatter_add_rows(const float *src, const uint32_t *pack, float *dst, int n, int groups,
+                                            int d) {
+    const uint32_t *rows = pack, *offsets = pack + n, *ids = pack + n + groups + 1;
+    const int g = blockIdx.x;
+    const uint32_t begin = offsets[g], end = offsets[g + 1];
+    float *out = dst + (size_t)ids[g] * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float s = 0.f;
+        for (uint32_t k = begin; k < end; ++k) s += src[(size_t)rows[k] * d + c];
+        out[c] = s;
+    }
+}

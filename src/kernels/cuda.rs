@@ -1,0 +1,299 @@
+//! Launchers of the fused CUDA kernels (`cuda.cu`, compiled to PTX by `build.rs`): the
+//! `cuda_fwd` halves of the ops in the sibling modules, on f32 tensors. The hand-written
+//! training pass ([`crate::model::MlmModel::loss_and_grads`]) runs on them on a GPU; its matrix
+//! products go to cuBLAS through candle.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+
+/// The kernels' PTX.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels.ptx"));
+
+/// The name candle caches the loaded module under.
+const MODULE: &str = "interference-fused-kernels";
+
+/// Threads per block of the row-wise kernels (a multiple of 32).
+const BLOCK: u32 = 256;
+
+/// Rows per block of the LayerNorm backward pass (each block also sums the scale and shift
+/// gradients of its rows).
+const LN_ROWS: usize = 32;
+
+/// Widest row the LayerNorm backward pass takes (`LN_COLS · BLOCK` in `cuda.cu`).
+const LN_MAX_WIDTH: usize = 16 * BLOCK as usize;
+
+/// Launches kernel `$name` of [`PTX`] on `$dev`'s stream with the given arguments (references,
+/// in the kernel's order).
+macro_rules! launch {
+    ($dev:expr, $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let func = $dev.get_or_load_custom_func($name, MODULE, PTX)?;
+        let mut builder = func.builder();
+        $( builder.arg($arg); )+
+        // SAFETY: the arguments match the kernel's parameters in cuda.cu in number, order and
+        // type, and every buffer holds the elements the kernel reads or writes (checked by the
+        // callers from the layouts).
+        unsafe { builder.launch($cfg) }.w()?;
+    }};
+}
+
+/// The f32 elements of a contiguous input.
+pub(crate) fn view<'a>(s: &'a CudaStorage, l: &Layout, op: &str) -> Result<CudaView<'a, f32>> {
+    if !l.is_contiguous() {
+        return Err(candle_core::Error::Msg(format!("{op}: needs contiguous inputs on CUDA")));
+    }
+    let start = l.start_offset();
+    Ok(s.as_cuda_slice::<f32>()?.slice(start..start + l.shape().elem_count()))
+}
+
+/// An uninitialised f32 buffer of `n` elements (every kernel below writes all of its output).
+fn output(dev: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
+    // SAFETY: the kernel launched next writes every element before anything reads it.
+    unsafe { dev.alloc::<f32>(n) }
+}
+
+/// A grid of one block per `per_block` of `n` items.
+fn blocks(n: usize, per_block: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(per_block).max(1) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A grid-stride launch over `n` elements.
+fn elementwise(n: usize) -> LaunchConfig {
+    let grid = n.div_ceil(BLOCK as usize).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn int(n: usize, what: &str) -> Result<i32> {
+    i32::try_from(n).map_err(|_| candle_core::Error::Msg(format!("{what} {n} is too large for the CUDA kernels")))
+}
+
+/// `LN(x [+ r]) · w + b` over rows of width `d` (`wb` `[2, d]`).
+pub(crate) fn layer_norm(
+    x: (&CudaStorage, &Layout),
+    r: Option<(&CudaStorage, &Layout)>,
+    wb: (&CudaStorage, &Layout),
+    d: usize,
+    eps: f64,
+) -> Result<CudaStorage> {
+    let op = "fused-layer-norm";
+    let dev = x.0.device();
+    let n = x.1.shape().elem_count();
+    let xv = view(x.0, x.1, op)?;
+    let (rv, has_r) = match r {
+        Some((s, l)) => (view(s, l, op)?, 1i32),
+        None => (view(x.0, x.1, op)?, 0i32),
+    };
+    let wbv = view(wb.0, wb.1, op)?;
+    let y = output(dev, n)?;
+    let (width, eps) = (int(d, "row width")?, eps as f32);
+    launch!(dev, "layer_norm_fwd", blocks(n / d, 1), &xv, &rv, &has_r, &wbv, &y, &width, &eps);
+    Ok(CudaStorage::wrap_cuda_slice(y, dev.clone()))
+}
+
+/// `[n + 2, d]`: the input gradient of the LayerNorm of `s` (rows of width `d`) given the
+/// output gradient `g`, then the scale's and the shift's gradients.
+pub(crate) fn layer_norm_grads(
+    s: (&CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
+    wb: (&CudaStorage, &Layout),
+    d: usize,
+    eps: f64,
+) -> Result<CudaStorage> {
+    let op = "fused-layer-norm-grad";
+    if d > LN_MAX_WIDTH {
+        return Err(candle_core::Error::Msg(format!("{op}: rows of {d} exceed the CUDA kernel's {LN_MAX_WIDTH}")));
+    }
+    let dev = s.0.device();
+    let n = s.1.shape().elem_count() / d;
+    let (sv, gv, wbv) = (view(s.0, s.1, op)?, view(g.0, g.1, op)?, view(wb.0, wb.1, op)?);
+    let mut out = output(dev, (n + 2) * d)?;
+    let chunks = n.div_ceil(LN_ROWS).max(1);
+    let partial = output(dev, chunks * 2 * d)?;
+    let (rows, width, per_block, eps) = (int(n, "rows")?, int(d, "row width")?, LN_ROWS as i32, eps as f32);
+    {
+        let mut dx = out.slice_mut(..n * d);
+        launch!(
+            dev,
+            "layer_norm_bwd",
+            blocks(n, LN_ROWS),
+            &sv,
+            &gv,
+            &wbv,
+            &mut dx,
+            &partial,
+            &rows,
+            &width,
+            &per_block,
+            &eps
+        );
+    }
+    let mut sums = out.slice_mut(n * d..);
+    let (chunk_rows, cols) = (chunks as i32, 2 * width);
+    launch!(dev, "column_sum", blocks(2 * d, BLOCK as usize), &partial, &mut sums, &chunk_rows, &cols);
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
+
+/// The exact GELU element-wise.
+pub(crate) fn gelu(x: (&CudaStorage, &Layout)) -> Result<CudaStorage> {
+    let dev = x.0.device();
+    let n = x.1.shape().elem_count();
+    let xv = view(x.0, x.1, "fused-gelu")?;
+    let y = output(dev, n)?;
+    launch!(dev, "gelu_fwd", elementwise(n), &xv, &y, &n);
+    Ok(CudaStorage::wrap_cuda_slice(y, dev.clone()))
+}
+
+/// `g · gelu'(x)` element-wise.
+pub(crate) fn gelu_grads(x: (&CudaStorage, &Layout), g: (&CudaStorage, &Layout)) -> Result<CudaStorage> {
+    let dev = x.0.device();
+    let n = x.1.shape().elem_count();
+    let (xv, gv) = (view(x.0, x.1, "fused-gelu-grad")?, view(g.0, g.1, "fused-gelu-grad")?);
+    let o = output(dev, n)?;
+    launch!(dev, "gelu_bwd", elementwise(n), &xv, &gv, &o, &n);
+    Ok(CudaStorage::wrap_cuda_slice(o, dev.clone()))
+}
+
+/// `softmax(scale · scores + key_bias)` over rows of `s` keys; `key_bias` is `[batch, s]` and
+/// each batch has `rows_per_batch` rows.
+pub(crate) fn softmax(
+    scores: (&CudaStorage, &Layout),
+    key_bias: (&CudaStorage, &Layout),
+    s: usize,
+    rows_per_batch: usize,
+    scale: f64,
+) -> Result<CudaStorage> {
+    let op = "fused-scaled-softmax";
+    let dev = scores.0.device();
+    let n = scores.1.shape().elem_count();
+    let (xv, bv) = (view(scores.0, scores.1, op)?, view(key_bias.0, key_bias.1, op)?);
+    let p = output(dev, n)?;
+    let (rows, width, per_batch, scale) =
+        (int(n / s, "rows")?, int(s, "keys")?, int(rows_per_batch, "rows")?, scale as f32);
+    let warps = (BLOCK / 32) as usize;
+    launch!(dev, "softmax_fwd", blocks(n / s, warps), &xv, &bv, &p, &rows, &width, &per_batch, &scale);
+    Ok(CudaStorage::wrap_cuda_slice(p, dev.clone()))
+}
+
+/// `scale · p ⊙ (g − Σ p·g)` over rows of `s`.
+pub(crate) fn softmax_grads(
+    p: (&CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
+    s: usize,
+    scale: f64,
+) -> Result<CudaStorage> {
+    let op = "fused-attention-softmax-grad";
+    let dev = p.0.device();
+    let n = p.1.shape().elem_count();
+    let (pv, gv) = (view(p.0, p.1, op)?, view(g.0, g.1, op)?);
+    let ds = output(dev, n)?;
+    let (rows, width, scale) = (int(n / s, "rows")?, int(s, "keys")?, scale as f32);
+    launch!(dev, "softmax_bwd", blocks(n / s, (BLOCK / 32) as usize), &pv, &gv, &ds, &rows, &width, &scale);
+    Ok(CudaStorage::wrap_cuda_slice(ds, dev.clone()))
+}
+
+/// `[n·v + n]`: `scale · (softmax(logits) − onehot(target))` row by row, then each row's loss;
+/// the targets (u32, `[n]`) are checked by the caller.
+pub(crate) fn cross_entropy(
+    logits: (&CudaStorage, &Layout),
+    targets: (&CudaStorage, &Layout),
+    v: usize,
+    scale: f64,
+) -> Result<CudaStorage> {
+    let op = "fused-cross-entropy-grad";
+    let dev = logits.0.device();
+    let n = logits.1.shape().elem_count() / v;
+    let lv = view(logits.0, logits.1, op)?;
+    if !targets.1.is_contiguous() {
+        return Err(candle_core::Error::Msg(format!("{op}: needs contiguous targets")));
+    }
+    let start = targets.1.start_offset();
+    let tv = targets.0.as_cuda_slice::<u32>()?.slice(start..start + n);
+    let mut out = output(dev, n * v + n)?;
+    let (classes, scale) = (int(v, "classes")?, scale as f32);
+    {
+        let (mut grads, mut losses) = out.split_at_mut(n * v);
+        launch!(dev, "cross_entropy_fwd_bwd", blocks(n, 1), &lv, &tv, &mut grads, &mut losses, &classes, &scale);
+    }
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
+
+/// The AdamW moments `mv` (`[2, n]`) updated in place from the gradient `g`.
+pub(crate) fn adamw_moments(
+    mv: (&mut CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
+    beta1: f64,
+    beta2: f64,
+    grad_scale: f64,
+) -> Result<()> {
+    let op = "fused-adamw";
+    let n = g.1.shape().elem_count();
+    let dev = g.0.device().clone();
+    let gv = view(g.0, g.1, op)?;
+    let mut m = inplace(mv, 2 * n, op)?;
+    let (b1, b2, s) = (beta1 as f32, beta2 as f32, grad_scale as f32);
+    launch!(dev, "adamw_moments", elementwise(n), &mut m, &gv, &n, &b1, &b2, &s);
+    Ok(())
+}
+
+/// θ (`n` elements) updated in place from the moments `mv`.
+pub(crate) fn adamw_theta(
+    theta: (&mut CudaStorage, &Layout),
+    mv: (&CudaStorage, &Layout),
+    step: f64,
+    bc2: f64,
+    eps: f64,
+    decay: f64,
+) -> Result<()> {
+    let op = "fused-adamw";
+    let n = theta.1.shape().elem_count();
+    let dev = mv.0.device().clone();
+    let mvv = view(mv.0, mv.1, op)?;
+    let mut t = inplace(theta, n, op)?;
+    let (step, bc2, eps, decay) = (step as f32, bc2 as f32, eps as f32, decay as f32);
+    launch!(dev, "adamw_theta", elementwise(n), &mut t, &mvv, &n, &step, &bc2, &eps, &decay);
+    Ok(())
+}
+
+/// The `n` f32 elements of a contiguous tensor updated in place.
+fn inplace<'a>(
+    s: (&'a mut CudaStorage, &Layout),
+    n: usize,
+    op: &str,
+) -> Result<candle_core::cuda_backend::cudarc::driver::CudaViewMut<'a, f32>> {
+    if !s.1.is_contiguous() || s.1.shape().elem_count() != n {
+        return Err(candle_core::Error::Msg(format!("{op}: needs a contiguous tensor of {n} elements")));
+    }
+    let start = s.1.start_offset();
+    Ok(s.0.as_cuda_slice_mut::<f32>()?.slice_mut(start..start + n))
+}
+
+/// `[dst_rows, d]`: the rows of `src` `[n, d]` summed into the destination rows of their
+/// groups (`pack` laid out as in `rows.rs`), zero elsewhere.
+pub(crate) fn scatter_add(
+    src: (&CudaStorage, &Layout),
+    pack: (&CudaStorage, &Layout),
+    n: usize,
+    groups: usize,
+    dst_rows: usize,
+    d: usize,
+) -> Result<CudaStorage> {
+    let op = "scatter-add-rows";
+    let dev = src.0.device();
+    let sv = view(src.0, src.1, op)?;
+    if !pack.1.is_contiguous() {
+        return Err(candle_core::Error::Msg(format!("{op}: needs a contiguous index pack")));
+    }
+    let start = pack.1.start_offset();
+    let pv = pack.0.as_cuda_slice::<u32>()?.slice(start..start + n + 2 * groups + 1);
+    let out = dev.alloc_zeros::<f32>(dst_rows * d)?;
+    let (rows, count, width) = (int(n, "rows")?, int(groups, "groups")?, int(d, "row width")?);
+    if groups > 0 {
+        launch!(dev, "scatter_add_rows", blocks(groups, 1), &sv, &pv, &out, &rows, &count, &width);
+    }
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
