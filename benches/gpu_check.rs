@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use common::{arg, median_ms, peak_rss_mb, random_data, Case, BASE, SMALL};
 use interference::device::parse_device;
 use interference::grads::mlm_gradients;
+use interference::kernels::Precision;
 use interference::model::{MlmModel, ModelConfig};
 use interference::train::{meta_gradient, MetaConfig, Method, TrainConfig, Trainer};
 use interference::LangSet;
@@ -31,6 +32,17 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Tolerance of f32 CPU-vs-GPU agreement (different summation orders and TF32-free cuBLAS).
 const TOLERANCE: f64 = 1e-3;
+
+/// Cosine of two tensors' directions, or `None` when the reference `a` is ~0 (a gradient that
+/// is zero in exact arithmetic, such as the key biases', has no direction to compare).
+fn cosine(a: &Tensor, b: &Tensor) -> Option<f64> {
+    let a: Vec<f32> = a.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
+    let b: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let (na, nb) = (norm(&a), norm(&b));
+    (na >= 1e-6).then(|| dot / (na * nb).max(1e-300))
+}
 
 fn agreement(device: &Device, json: bool) -> bool {
     let config = ModelConfig {
@@ -101,11 +113,26 @@ fn agreement(device: &Device, json: bool) -> bool {
         .map(|(a, b)| rel_diff(a.as_tensor(), b.as_tensor()))
         .fold(0.0f64, f64::max);
     ok &= worst_loss < TOLERANCE && worst_step < TOLERANCE && weights < TOLERANCE;
+    // Mixed precision on the device (bf16 products) against fp32 on the CPU: the loss and the
+    // direction of every gradient (cosine), tolerances of the bf16 CPU test (tests/precision.rs).
+    let mut bf16_model = MlmModel::load(&path, DType::F32, device).expect("load on device");
+    bf16_model.set_precision(Precision::Bf16);
+    let cpu_model = MlmModel::load(&path, DType::F32, &Device::Cpu).expect("load on the CPU");
+    let (mut bf16_loss, mut bf16_cos) = (0.0f64, 1.0f64);
+    for batch in cpu.batches_at(0).expect("batches") {
+        let a = mlm_gradients(&cpu_model, &batch).expect("cpu grads");
+        let b = mlm_gradients(&bf16_model, &batch).expect("device bf16 grads");
+        bf16_loss = bf16_loss.max((a.loss - b.loss).abs() / a.loss.abs());
+        for (ga, gb) in a.grads.iter().zip(&b.grads) {
+            bf16_cos = cosine(ga, gb).map_or(bf16_cos, |c| bf16_cos.min(c));
+        }
+    }
+    ok &= bf16_loss < 1e-2 && bf16_cos > 0.99;
     let _ = std::fs::remove_dir_all(&dir);
     if json {
-        println!("{{\"bench\":\"device_agreement\",\"loss_rel\":{worst_loss:e},\"max_grad_rel\":{worst_grad:e},\"max_step_loss_rel\":{worst_step:e},\"weights_rel_after_5_steps\":{weights:e},\"meta_grad_rel\":{worst_meta:e},\"tolerance\":{TOLERANCE:e},\"pass\":{ok}}}");
+        println!("{{\"bench\":\"device_agreement\",\"loss_rel\":{worst_loss:e},\"max_grad_rel\":{worst_grad:e},\"max_step_loss_rel\":{worst_step:e},\"weights_rel_after_5_steps\":{weights:e},\"meta_grad_rel\":{worst_meta:e},\"tolerance\":{TOLERANCE:e},\"bf16_loss_rel\":{bf16_loss:e},\"bf16_min_grad_cosine\":{bf16_cos},\"pass\":{ok}}}");
     } else {
-        println!("CPU vs device (f32): loss {worst_loss:.2e}, max gradient {worst_grad:.2e}, 5 step losses {worst_step:.2e}, weights after 5 steps {weights:.2e}, exact meta-gradient {worst_meta:.2e} (tolerance {TOLERANCE:e}): {}", if ok { "PASS" } else { "FAIL" });
+        println!("CPU vs device (f32): loss {worst_loss:.2e}, max gradient {worst_grad:.2e}, 5 step losses {worst_step:.2e}, weights after 5 steps {weights:.2e}, exact meta-gradient {worst_meta:.2e} (tolerance {TOLERANCE:e}); bf16 on the device: loss {bf16_loss:.2e}, min gradient cosine {bf16_cos:.5}: {}", if ok { "PASS" } else { "FAIL" });
     }
     ok
 }

@@ -6,7 +6,9 @@
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
 use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, written, Float, SharedMut, View};
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use super::linear::{rounded, widened};
+use super::Precision;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -204,7 +206,7 @@ impl CustomOp2 for HeadProduct {
         if self.product != Product::Context {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         }
-        let (dp, dv) = context_grads(p, v, g, self.heads, self.seq)?;
+        let (dp, dv) = context_grads(p, v, g, self.heads, self.seq, Precision::Fp32)?;
         Ok((Some(dp), Some(dv)))
     }
 }
@@ -304,7 +306,7 @@ impl CustomOp2 for Probabilities {
         p: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dq, dk) = probabilities_grads(q, k, p, g, self)?;
+        let (dq, dk) = probabilities_grads(q, k, p, g, self, Precision::Fp32)?;
         Ok((Some(dq), Some(dk)))
     }
 }
@@ -376,12 +378,20 @@ impl CustomOp2 for SoftmaxGrad {
 }
 
 /// The probabilities of `op` for queries `q` and keys `k` (`[batch·seq, d]`), without autograd.
-pub(crate) fn probabilities(q: &Tensor, k: &Tensor, op: &Probabilities) -> candle_core::Result<Tensor> {
+/// On CUDA the products' operands are rounded to `prec` (the CPU kernels compute in the
+/// tensors' own dtype); the softmax is f32.
+pub(crate) fn probabilities(
+    q: &Tensor,
+    k: &Tensor,
+    op: &Probabilities,
+    prec: Precision,
+) -> candle_core::Result<Tensor> {
     if !q.device().is_cuda() {
         return q.apply_op2_no_bwd(k, op);
     }
     let (n, _) = q.dims2()?;
-    let scores = heads_major(q, op.heads, op.seq)?.matmul(&heads_major(k, op.heads, op.seq)?.t()?)?;
+    let heads = |t: &Tensor| rounded(&heads_major(t, op.heads, op.seq)?, prec);
+    let scores = widened(heads(q)?.matmul(&heads(k)?.t()?)?)?;
     let bias: Vec<f32> = match &op.padded {
         Some(p) if p.len() == n => p.iter().map(|&p| if p { PAD_SCORE as f32 } else { 0.0 }).collect(),
         Some(p) => {
@@ -393,25 +403,94 @@ pub(crate) fn probabilities(q: &Tensor, k: &Tensor, op: &Probabilities) -> candl
     scores.apply_op2_no_bwd(&bias, &ScaledSoftmax { scale: op.scale })
 }
 
-/// `context = P · V` per head (`[batch·seq, d]`), without autograd.
-pub(crate) fn context(p: &Tensor, v: &Tensor, heads: usize, seq: usize) -> candle_core::Result<Tensor> {
+/// `context = P · V` per head (`[batch·seq, d]`), without autograd (operands as in
+/// [`probabilities`]).
+pub(crate) fn context(
+    p: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    seq: usize,
+    prec: Precision,
+) -> candle_core::Result<Tensor> {
     if !p.device().is_cuda() {
         return p.apply_op2_no_bwd(v, &HeadProduct { product: Product::Context, heads, seq });
     }
-    rows_major(&p.matmul(&heads_major(v, heads, seq)?)?)
+    rows_major(&widened(rounded(p, prec)?.matmul(&rounded(&heads_major(v, heads, seq)?, prec)?)?)?)
 }
 
 /// `[batch·seq, d]` with the heads side by side as a contiguous `[batch, heads, seq, d/heads]`
-/// (the layout cuBLAS's batched products read; on CUDA only).
+/// (the layout cuBLAS's batched products read).
 fn heads_major(t: &Tensor, heads: usize, seq: usize) -> candle_core::Result<Tensor> {
     let (n, d) = t.dims2()?;
-    t.reshape((n / seq, seq, heads, d / heads))?.transpose(1, 2)?.contiguous()
+    let t = t.reshape((n / seq, seq, heads, d / heads))?.contiguous()?;
+    let permuted = t.apply_op1_no_bwd(&PermuteHeads { seq, heads, to_heads: true })?;
+    permuted.reshape((n / seq, heads, seq, d / heads))
 }
 
 /// The inverse of [`heads_major`].
 fn rows_major(t: &Tensor) -> candle_core::Result<Tensor> {
     let (b, h, s, dh) = t.dims4()?;
-    t.transpose(1, 2)?.contiguous()?.reshape((b * s, h * dh))
+    t.contiguous()?.apply_op1_no_bwd(&PermuteHeads { seq: s, heads: h, to_heads: false })?.reshape((b * s, h * dh))
+}
+
+/// `[batch, seq, heads, dh]` → `[batch, heads, seq, dh]` (`to_heads`), or back, as one copy
+/// (candle's strided copy takes about twice as long).
+struct PermuteHeads {
+    seq: usize,
+    heads: usize,
+    to_heads: bool,
+}
+
+impl PermuteHeads {
+    /// The input's four dimensions, checked against the heads and sequence length.
+    fn dims(&self, l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+        let (b, d1, d2, dh) = l.shape().dims4()?;
+        let expected = if self.to_heads { (self.seq, self.heads) } else { (self.heads, self.seq) };
+        if (d1, d2) != expected {
+            let (h, s) = (self.heads, self.seq);
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {:?} is not {h} heads of {s} tokens",
+                self.name(),
+                l.dims()
+            )));
+        }
+        Ok((b, d1, d2, dh))
+    }
+}
+
+impl CustomOp1 for PermuteHeads {
+    fn name(&self) -> &'static str {
+        "permute-heads"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, d1, d2, dh) = self.dims(l)?;
+        let name = self.name();
+        float_dispatch!(s, name, T => {
+            let src = slice::<T>(s, l, name)?;
+            let mut out = Vec::with_capacity(src.len());
+            // dst[i][j][k] = src[i][k][j] over the two middle dimensions.
+            for i in 0..b {
+                for j in 0..d2 {
+                    for k in 0..d1 {
+                        out.extend_from_slice(&src[((i * d1 + k) * d2 + j) * dh..][..dh]);
+                    }
+                }
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, d2, d1, dh))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (b, d1, d2, dh) = self.dims(l)?;
+        let out = super::cuda::permute_heads((s, l), self.seq, self.heads, self.to_heads)?;
+        Ok((out, Shape::from((b, d2, d1, dh))))
+    }
 }
 
 /// `softmax(scale · scores + bias)` over the last dimension of `[batch, heads, seq, seq]`
@@ -480,18 +559,20 @@ impl CustomOp2 for ScaledSoftmax {
     }
 }
 
-/// `(dP, dV)` of `context = P · V` per head given `g = d context`.
+/// `(dP, dV)` of `context = P · V` per head given `g = d context` (operands as in
+/// [`probabilities`]).
 pub(crate) fn context_grads(
     p: &Tensor,
     v: &Tensor,
     g: &Tensor,
     heads: usize,
     seq: usize,
+    prec: Precision,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     if p.device().is_cuda() {
-        let g = heads_major(g, heads, seq)?;
-        let dp = g.matmul(&heads_major(v, heads, seq)?.t()?)?;
-        let dv = p.t()?.matmul(&g)?;
+        let g = rounded(&heads_major(g, heads, seq)?, prec)?;
+        let dp = widened(g.matmul(&rounded(&heads_major(v, heads, seq)?, prec)?.t()?)?)?;
+        let dv = widened(rounded(p, prec)?.t()?.matmul(&g)?)?;
         return Ok((dp, rows_major(&dv)?));
     }
     let g = g.contiguous()?;
@@ -500,22 +581,47 @@ pub(crate) fn context_grads(
     Ok((dp, dv))
 }
 
-/// `(dQ, dK)` of the probabilities `p` of `op` given `g = dP`.
+/// `(dQ, dK)` of the probabilities `p` of `op` given `g = dP` (operands as in
+/// [`probabilities`]).
 pub(crate) fn probabilities_grads(
     q: &Tensor,
     k: &Tensor,
     p: &Tensor,
     g: &Tensor,
     op: &Probabilities,
+    prec: Precision,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?;
     let (heads, seq) = (op.heads, op.seq);
     if ds.device().is_cuda() {
-        let dq = ds.matmul(&heads_major(k, heads, seq)?)?;
-        let dk = ds.t()?.matmul(&heads_major(q, heads, seq)?)?;
+        let ds = rounded(&ds, prec)?;
+        let dq = widened(ds.matmul(&rounded(&heads_major(k, heads, seq)?, prec)?)?)?;
+        let dk = widened(ds.t()?.matmul(&rounded(&heads_major(q, heads, seq)?, prec)?)?)?;
         return Ok((rows_major(&dq)?, rows_major(&dk)?));
     }
     let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
     let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
     Ok((dq, dk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn head_layouts_match_candle_transposes() {
+        let (b, s, h, dh) = (2, 5, 3, 4);
+        let x = Tensor::randn(0f32, 1., (b * s, h * dh), &Device::Cpu).unwrap();
+        let ours = heads_major(&x, h, s).unwrap();
+        let theirs = x.reshape((b, s, h, dh)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        assert_eq!(
+            ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(ours.dims(), theirs.dims());
+        let back = rows_major(&ours).unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), x.to_vec2::<f32>().unwrap());
+        assert!(heads_major(&x, h, s + 1).is_err());
+    }
 }

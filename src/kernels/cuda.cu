@@ -239,3 +239,67 @@ extern "C" __global__ void scatter_add_rows(const float *src, const uint32_t *pa
         out[c] = s;
     }
 }
+
+// ---- Sums of squares (gradient clipping) --------------------------------------------------
+
+// partial[blockIdx.x] = Σ x[i]² over this block's grid-stride share, accumulated in f64.
+extern "C" __global__ void sum_squares(const float *x, size_t n, double *partial) {
+    __shared__ double scratch[32];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const double v = x[i];
+        s += v * v;
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += scratch[w];
+        partial[blockIdx.x] = total;
+    }
+}
+
+// ---- Bias and dropout --------------------------------------------------------------------
+
+// y[i] += b[i mod out] over the rows of y ([n / out, out]).
+extern "C" __global__ void bias_add(float *y, const float *b, size_t n, int out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        y[i] += b[i % out];
+    }
+}
+
+// The SplitMix64 finaliser: a well-mixed 64-bit hash of (seed, i) (src/kernels/dropout.rs).
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// mask[i] = 0 with probability p, else scale; the draw of element i is a hash of (seed, i).
+extern "C" __global__ void keep_mask(float *mask, size_t n, unsigned long long seed, unsigned int threshold,
+                                     float scale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const unsigned int word = (unsigned int)(mix64(seed + 0x9E3779B97F4A7C15ull * (i + 1)) >> 32);
+        mask[i] = word < threshold ? 0.f : scale;
+    }
+}
+
+// ---- Attention layouts -------------------------------------------------------------------
+
+// Between [batch, seq, heads, dh] (rows: the heads side by side) and [batch, heads, seq, dh]
+// (heads major), one thread per element of dst; `to_heads` picks the direction.
+extern "C" __global__ void permute_heads(const float *src, float *dst, size_t n, int seq, int heads, int dh,
+                                         int to_heads) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t c = i % dh, r = i / dh;
+        size_t b, s, h;
+        if (to_heads) {  // dst [b, h, s, dh]
+            s = r % seq; h = (r / seq) % heads; b = r / ((size_t)seq * heads);
+            dst[i] = src[((b * seq + s) * heads + h) * dh + c];
+        } else {  // dst [b, s, h, dh]
+            h = r % heads; s = (r / heads) % seq; b = r / ((size_t)seq * heads);
+            dst[i] = src[((b * heads + h) * seq + s) * dh + c];
+        }
+    }
+}

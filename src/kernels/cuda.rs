@@ -297,3 +297,64 @@ pub(crate) fn scatter_add(
     }
     Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
+
+/// Blocks per tensor of [`sum_squares`] (each writes one partial sum).
+const SQUARES_BLOCKS: usize = 128;
+
+/// `Σ x²` over all elements of all `tensors` (f32), accumulated in f64: one launch per tensor
+/// into a shared buffer of partial sums, which one copy brings to the host to be added in order.
+pub(crate) fn sum_squares(tensors: &[(&CudaStorage, &Layout)]) -> Result<f64> {
+    let op = "sum-of-squares";
+    let Some(first) = tensors.first() else { return Ok(0.0) };
+    let dev = first.0.device();
+    let mut partial = dev.alloc_zeros::<f64>(tensors.len() * SQUARES_BLOCKS)?;
+    for (i, (s, l)) in tensors.iter().enumerate() {
+        let n = l.shape().elem_count();
+        let v = view(s, l, op)?;
+        let mut out = partial.slice_mut(i * SQUARES_BLOCKS..(i + 1) * SQUARES_BLOCKS);
+        let grid = n.div_ceil(BLOCK as usize).clamp(1, SQUARES_BLOCKS) as u32;
+        let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "sum_squares", cfg, &v, &n, &mut out);
+    }
+    Ok(dev.clone_dtoh(&partial)?.iter().sum())
+}
+
+/// `y[row] += b` for every row of `y` (in place).
+pub(crate) fn bias_add(y: (&mut CudaStorage, &Layout), b: (&CudaStorage, &Layout)) -> Result<()> {
+    let op = "bias-add";
+    let (n, out) = (y.1.shape().elem_count(), b.1.shape().elem_count());
+    let dev = b.0.device().clone();
+    let bv = view(b.0, b.1, op)?;
+    let mut yv = inplace(y, n, op)?;
+    let width = int(out, "bias width")?;
+    launch!(dev, "bias_add", elementwise(n), &mut yv, &bv, &n, &width);
+    Ok(())
+}
+
+/// Fills `mask` (f32, in place) with 0 (probability `threshold / 2³²`) or `scale`, element `i`
+/// drawn from a hash of `(seed, i)`.
+pub(crate) fn keep_mask(mask: (&mut CudaStorage, &Layout), seed: u64, threshold: u32, scale: f32) -> Result<()> {
+    let n = mask.1.shape().elem_count();
+    let dev = mask.0.device().clone();
+    let mut m = inplace(mask, n, "dropout-mask")?;
+    launch!(dev, "keep_mask", elementwise(n), &mut m, &n, &seed, &threshold, &scale);
+    Ok(())
+}
+
+/// `[batch·seq, heads·dh]` as `[batch, heads, seq, dh]` (`to_heads`), or back.
+pub(crate) fn permute_heads(
+    src: (&CudaStorage, &Layout),
+    seq: usize,
+    heads: usize,
+    to_heads: bool,
+) -> Result<CudaStorage> {
+    let op = "permute-heads";
+    let dev = src.0.device();
+    let n = src.1.shape().elem_count();
+    let dh = *src.1.dims().last().unwrap_or(&1);
+    let sv = view(src.0, src.1, op)?;
+    let dst = output(dev, n)?;
+    let (s, h, w, dir) = (int(seq, "sequence length")?, int(heads, "heads")?, int(dh, "head width")?, to_heads as i32);
+    launch!(dev, "permute_heads", elementwise(n), &sv, &dst, &n, &s, &h, &w, &dir);
+    Ok(CudaStorage::wrap_cuda_slice(dst, dev.clone()))
+}

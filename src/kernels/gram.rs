@@ -75,3 +75,26 @@ pub(crate) fn gram(rows: &[Tensor]) -> candle_core::Result<Option<Vec<f64>>> {
 pub(crate) fn sum_squares(t: &Tensor) -> candle_core::Result<Option<f64>> {
     Ok(gram(std::slice::from_ref(t))?.map(|g| g[0]))
 }
+
+/// `Σ x²` over all elements of `tensors`, summed in f64, where they are f32 tensors on one
+/// CUDA device (one kernel per tensor and one copy to the host for all), else `None`.
+pub(crate) fn sum_squares_on_device(tensors: &[&Tensor]) -> candle_core::Result<Option<f64>> {
+    #[cfg(feature = "cuda")]
+    if let Some(first) = tensors.first() {
+        let same = |t: &&Tensor| t.dtype() == DType::F32 && t.device().same_device(first.device());
+        if first.device().is_cuda() && tensors.iter().all(same) {
+            let tensors = tensors.iter().map(|t| t.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+            let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+            let parts = guards
+                .iter()
+                .map(|(s, l)| match &**s {
+                    candle_core::Storage::Cuda(c) => Ok((c, *l)),
+                    _ => Err(candle_core::Error::Msg("sum-of-squares: a tensor left the GPU".into())),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Ok(Some(super::cuda::sum_squares(&parts)?));
+        }
+    }
+    let _ = tensors;
+    Ok(None)
+}

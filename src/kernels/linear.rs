@@ -1,7 +1,10 @@
 //! `x · wᵀ + b` as one op: the bias is written first and the product accumulated onto it.
 
-use super::cpu::{column_sums, float_dispatch, guarded, matmul, par_written, slice, threads, written, Float, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use super::cpu::{
+    column_sums, float_dispatch, guarded, matmul, par_written, slice, slice_mut, threads, written, Float, View,
+};
+use super::Precision;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp2, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -80,42 +83,74 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = grads(x, w, g)?;
+        let (dx, dw, db) = grads(x, w, g, Precision::Fp32)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// `y = x · wᵀ + b` without autograd (for hand-written backward passes).
-pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+/// `y = x · wᵀ + b` without autograd (for hand-written backward passes); on CUDA the product's
+/// operands are rounded to `p` (the CPU kernels compute in the tensors' own dtype).
+pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
     if x.device().is_cuda() {
-        return x.matmul(&w.t()?)?.broadcast_add(b);
+        let y = widened(rounded(x, p)?.matmul(&rounded(w, p)?.t()?)?)?;
+        y.inplace_op2(&b.contiguous()?, &BiasAdd)?;
+        return Ok(y);
     }
     x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear)
 }
 
-/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`.
-pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
+pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     if g.device().is_cuda() {
-        let (dw, db) = weight_grads(x, g)?;
-        return Ok((g.matmul(w)?, dw, db));
+        let g_operand = rounded(g, p)?;
+        let dx = widened(g_operand.matmul(&rounded(w, p)?)?)?;
+        let (dw, db) = device_weight_grads(x, g, &g_operand, p)?;
+        return Ok((dx, dw, db));
     }
     let dx = g.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Product { lhs_transposed: false })?;
-    let (dw, db) = weight_grads(x, g)?;
+    let (dw, db) = weight_grads(x, g, p)?;
     Ok((dx, dw, db))
 }
 
-/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy`.
-pub(crate) fn weight_grads(x: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
+pub(crate) fn weight_grads(x: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
     if g.device().is_cuda() {
-        // The bias gradient as a product with ones: cuBLAS reads `g` once, row by row, where
-        // candle's `sum(0)` reads it column by column.
-        let (n, out) = g.dims2()?;
-        let db = Tensor::ones((1, n), g.dtype(), g.device())?.matmul(g)?.reshape(out)?;
-        return Ok((g.t()?.matmul(x)?, db));
+        return device_weight_grads(x, g, &rounded(g, p)?, p);
     }
     let g = g.contiguous()?;
     let dw = g.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
     Ok((dw, g.apply_op1_no_bwd(&ColumnSum)?))
+}
+
+/// [`weight_grads`] on cuBLAS, with `g` already rounded to `p` as `g_operand`. The bias
+/// gradient is a product with ones, in f32: cuBLAS reads `g` once, row by row, where candle's
+/// `sum(0)` reads it column by column.
+fn device_weight_grads(
+    x: &Tensor,
+    g: &Tensor,
+    g_operand: &Tensor,
+    p: Precision,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, out) = g.dims2()?;
+    let db = Tensor::ones((1, n), g.dtype(), g.device())?.matmul(g)?.reshape(out)?;
+    Ok((widened(g_operand.t()?.matmul(&rounded(x, p)?)?)?, db))
+}
+
+/// `t` as the operand of a cuBLAS product under `p`: rounded to bf16 for [`Precision::Bf16`].
+pub(crate) fn rounded(t: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
+    match p {
+        Precision::Bf16 if t.dtype() != DType::BF16 => t.to_dtype(DType::BF16),
+        _ => Ok(t.clone()),
+    }
+}
+
+/// A product's result in f32 (bf16 products are widened; others stay as they are).
+pub(crate) fn widened(t: Tensor) -> candle_core::Result<Tensor> {
+    if t.dtype() == DType::BF16 {
+        t.to_dtype(DType::F32)
+    } else {
+        Ok(t)
+    }
 }
 
 /// One group of a grouped linear map: rows `rows` of the input go through weight `w` `[out, in]`
@@ -128,18 +163,18 @@ pub(crate) struct Group<'a> {
 
 /// `y[rows] = x[rows] · wᵀ + b` for each group, into one `[n, out]` tensor; the groups cover
 /// the rows of `x` in order.
-pub(crate) fn apply_grouped(x: &Tensor, groups: &[Group]) -> candle_core::Result<Tensor> {
-    grouped(x, groups, true)
+pub(crate) fn apply_grouped(x: &Tensor, groups: &[Group], p: Precision) -> candle_core::Result<Tensor> {
+    grouped(x, groups, true, p)
 }
 
 /// `dx[rows] = g[rows] · w` for each group (the input gradient of [`apply_grouped`]), into one
 /// `[n, in]` tensor.
-pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group]) -> candle_core::Result<Tensor> {
-    grouped(g, groups, false)
+pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group], p: Precision) -> candle_core::Result<Tensor> {
+    grouped(g, groups, false, p)
 }
 
-/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group.
-fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<Tensor> {
+/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group (operands as in [`apply`]).
+fn grouped(a: &Tensor, groups: &[Group], forward: bool, p: Precision) -> candle_core::Result<Tensor> {
     let name = if forward { "grouped-linear" } else { "grouped-linear-grad" };
     let a = a.contiguous()?;
     let (n, k) = a.dims2()?;
@@ -165,9 +200,9 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool) -> candle_core::Result<T
             .map(|g| {
                 let rows = a.narrow(0, g.rows.start, g.rows.len())?;
                 if forward {
-                    apply(&rows, g.w, g.b)
+                    apply(&rows, g.w, g.b, p)
                 } else {
-                    rows.matmul(g.w)
+                    widened(rounded(&rows, p)?.matmul(&rounded(g.w, p)?)?)
                 }
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -319,6 +354,43 @@ impl CustomOp1 for ColumnSum {
     }
 }
 
+/// `y[row] += b` for every row of `y` `[n, out]`, in place: `InplaceOp2(y, b)` (the bias of a
+/// linear map whose product cuBLAS computed).
+struct BiasAdd;
+
+impl InplaceOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "bias-add"
+    }
+
+    fn cpu_fwd(&self, y: &mut CpuStorage, yl: &Layout, b: &CpuStorage, bl: &Layout) -> candle_core::Result<()> {
+        let name = self.name();
+        float_dispatch!(b, name, T => {
+            let b = slice::<T>(b, bl, name)?;
+            let y = slice_mut::<T>(y, yl, name)?;
+            if b.is_empty() || y.len() % b.len() != 0 {
+                return Err(candle_core::Error::Msg(format!("{name}: bias {:?} for {:?}", bl.dims(), yl.dims())));
+            }
+            y.chunks_mut(b.len()).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
+            Ok(())
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        y: &mut candle_core::CudaStorage,
+        yl: &Layout,
+        b: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<()> {
+        if yl.dims().last() != Some(&bl.shape().elem_count()) {
+            return Err(candle_core::Error::Msg(format!("{}: bias {:?} for {:?}", self.name(), bl.dims(), yl.dims())));
+        }
+        super::cuda::bias_add((y, yl), (b, bl))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,17 +409,17 @@ mod tests {
         let expected = Tensor::cat(&[reference(&x, 0..4, &w1, &b1), reference(&x, 4..7, &w2, &b2)], 0).unwrap();
         let gap =
             |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!(gap(&apply_grouped(&x, &groups).unwrap(), &expected) < 1e-12);
+        assert!(gap(&apply_grouped(&x, &groups, Precision::Fp32).unwrap(), &expected) < 1e-12);
         let g = Tensor::randn(0f64, 1., (7, 3), &dev).unwrap();
         let dx = Tensor::cat(
             &[g.narrow(0, 0, 4).unwrap().matmul(&w1).unwrap(), g.narrow(0, 4, 3).unwrap().matmul(&w2).unwrap()],
             0,
         )
         .unwrap();
-        assert!(gap(&input_grads_grouped(&g, &groups).unwrap(), &dx) < 1e-12);
+        assert!(gap(&input_grads_grouped(&g, &groups, Precision::Fp32).unwrap(), &dx) < 1e-12);
         // Groups must cover the rows in order.
         let gapped = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 5..7, w: &w2, b: &b2 }];
-        let err = apply_grouped(&x, &gapped).unwrap_err().to_string();
+        let err = apply_grouped(&x, &gapped, Precision::Fp32).unwrap_err().to_string();
         assert!(err.contains("do not fit"), "{err}");
     }
 }

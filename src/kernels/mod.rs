@@ -36,6 +36,7 @@ mod cpu;
 pub(crate) mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub(crate) mod dropout;
 pub(crate) mod elementwise;
 pub(crate) mod gelu;
 pub(crate) mod gram;

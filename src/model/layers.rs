@@ -98,8 +98,7 @@ pub fn dropout_mask(x: &Tensor, p: f64, rng: Option<&mut ChaCha8Rng>) -> Result<
     let keep = if x.device().is_cpu() {
         Tensor::from_vec(cpu_keep_mask(x.elem_count(), p, scale as f32, rng), x.shape(), x.device())?
     } else {
-        x.device().set_seed(rng.random())?;
-        (Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?.to_dtype(DType::F32)? * scale)?
+        crate::kernels::dropout::keep_mask(x.shape(), p, rng.random(), x.device())?
     };
     Ok(Some(keep.to_dtype(wide(x)?.dtype())?))
 }

@@ -279,9 +279,14 @@ impl MlmModel {
         }
     }
 
-    /// Whether [`MlmModel::loss_and_grads`] takes the hand-written pass for `params`.
+    /// Whether [`MlmModel::loss_and_grads`] takes the hand-written pass for `params`: on the
+    /// fused kernels, in fp32, or in bf16 on CUDA (cuBLAS's bf16 products; the CPU kernels are
+    /// f32/f64 only).
     fn hand_written(&self, params: &[Tensor]) -> bool {
-        self.precision == Precision::Fp32 && params.first().is_some_and(|p| self.kernels.hand_written_for(p))
+        params.first().is_some_and(|p| {
+            let precision_fits = self.precision == Precision::Fp32 || (p.device().is_cuda() && p.dtype() == DType::F32);
+            precision_fits && self.kernels.hand_written_for(p)
+        })
     }
 
     /// `x · wᵀ + b` with operands in the model's precision.

@@ -189,17 +189,23 @@ pub fn clip_global_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f
 
 /// The global L2 norm of `grads` (summed in f64; 0 for none).
 pub fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
-    let mut on_device = Vec::new();
+    let mut elsewhere = Vec::new();
     let mut sum = 0.0;
     for g in grads.iter().flatten() {
-        // On the CPU one pass per tensor (crate::kernels); elsewhere candle ops.
+        // On the CPU one pass per tensor (crate::kernels); on a GPU one kernel per tensor.
         match crate::kernels::gram::sum_squares(g)? {
             Some(s) => sum += s,
-            None => on_device.push(g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?),
+            None => elsewhere.push(g),
         }
     }
-    if !on_device.is_empty() {
-        sum += Tensor::stack(&on_device, 0)?.sum_all()?.to_scalar::<f64>()?;
+    if let Some(s) = crate::kernels::gram::sum_squares_on_device(&elsewhere)? {
+        sum += s;
+    } else if !elsewhere.is_empty() {
+        let squares = elsewhere
+            .iter()
+            .map(|g| g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        sum += Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?;
     }
     Ok(sum.sqrt())
 }

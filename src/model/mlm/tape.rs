@@ -243,8 +243,8 @@ impl MlmModel {
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
         let picked = h.index_select(&positions, 0)?;
-        let (tok, out_bias) = (self.emb.tok, self.emb.out_bias);
-        let logits = linear::apply(&picked, &params[tok], &params[out_bias])?;
+        let (tok, out_bias, prec) = (self.emb.tok, self.emb.out_bias, self.precision);
+        let logits = linear::apply(&picked, &params[tok], &params[out_bias], prec)?;
         let (target_losses, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
         let losses = segments
             .iter()
@@ -255,7 +255,7 @@ impl MlmModel {
             .collect::<Result<Vec<_>>>()?;
 
         let mut grads = Grads(vec![None; params.len()]);
-        let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits)?;
+        let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits, prec)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
         let mut dh = scatter_add(&dpicked, &batch.positions, b * s)?;
@@ -296,10 +296,11 @@ impl MlmModel {
         padded: Option<Arc<Vec<bool>>>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<(BlockTape, Tensor)> {
-        let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b]);
+        let prec = self.precision;
+        let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b], prec);
         let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
-        let probs = probabilities(&q, &key, &self.probabilities(seq, padded))?;
-        let ctx = context(&probs, &v, self.config.heads, seq)?;
+        let probs = probabilities(&q, &key, &self.probabilities(seq, padded), prec)?;
+        let ctx = context(&probs, &v, self.config.heads, seq, prec)?;
         let o = lin(&ctx, ids.o)?;
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
         let attn = |a: &BlockAdapters| a.attn;
@@ -346,29 +347,29 @@ impl MlmModel {
         seq: usize,
         grads: &mut Grads,
     ) -> Result<Tensor> {
-        let ln = norm::LayerNorm { eps: self.config.ln_eps };
+        let (ln, prec) = (norm::LayerNorm { eps: self.config.ln_eps }, self.precision);
         let wb2 = norm_params(params, ids.ln2)?;
         let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &wb2, &[dout])?;
         grads.norm(ids.ln2, &dwb2)?;
         let ffn = |a: &BlockAdapters| a.ffn;
         let df2 = self.adapter_backward(params, adapters, ffn, segments, t.ffn_adapter, &ds2, &t.mask2, grads)?;
-        let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2)?;
+        let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2, prec)?;
         grads.linear(ids.fc2, dw, db)?;
         let df1 = gelu::grads(&t.f1, &dg1)?;
-        let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1)?;
+        let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1, prec)?;
         grads.linear(ids.fc1, dw, db)?;
         let wb1 = norm_params(params, ids.ln1)?;
         let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
         let attn = |a: &BlockAdapters| a.attn;
         let dop = self.adapter_backward(params, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
-        let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop)?;
+        let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop, prec)?;
         grads.linear(ids.o, dw, db)?;
-        let (dp, dv) = context_grads(&t.probs, &t.v, &dctx, self.config.heads, seq)?;
-        let (dq, dk) = probabilities_grads(&t.q, &t.k, &t.probs, &dp, &self.probabilities(seq, None))?;
+        let (dp, dv) = context_grads(&t.probs, &t.v, &dctx, self.config.heads, seq, prec)?;
+        let (dq, dk) = probabilities_grads(&t.q, &t.k, &t.probs, &dp, &self.probabilities(seq, None), prec)?;
         let mut dx = vec![ds1];
         for (l, g) in [(ids.q, dq), (ids.k, dk), (ids.v, dv)] {
-            let (dxi, dw, db) = linear::grads(&t.x, &params[l.w], &g)?;
+            let (dxi, dw, db) = linear::grads(&t.x, &params[l.w], &g, prec)?;
             grads.linear(l, dw, db)?;
             dx.push(dxi);
         }
@@ -387,9 +388,10 @@ impl MlmModel {
         h: Tensor,
     ) -> Result<(Tensor, Option<AdapterTape>)> {
         let Some(ids) = adapter_ids(adapters, pick)? else { return Ok((h, None)) };
-        let down = linear::apply_grouped(&h, &groups(params, segments, &ids, |a| a.down))?;
+        let prec = self.precision;
+        let down = linear::apply_grouped(&h, &groups(params, segments, &ids, |a| a.down), prec)?;
         let act = gelu::apply(&down)?;
-        let out = combine(&[&h, &linear::apply_grouped(&act, &groups(params, segments, &ids, |a| a.up))?], None)?;
+        let out = combine(&[&h, &linear::apply_grouped(&act, &groups(params, segments, &ids, |a| a.up), prec)?], None)?;
         Ok((out, Some(AdapterTape { h, down, act })))
     }
 
@@ -410,15 +412,16 @@ impl MlmModel {
     ) -> Result<Tensor> {
         let (Some(ids), Some(t)) = (adapter_ids(adapters, pick)?, tape) else { return masked(dout, mask) };
         let up = groups(params, segments, &ids, |a| a.up);
-        let dact = linear::input_grads_grouped(dout, &up)?;
+        let prec = self.precision;
+        let dact = linear::input_grads_grouped(dout, &up, prec)?;
         let down = groups(params, segments, &ids, |a| a.down);
         let ddown = gelu::grads(&t.down, &dact)?;
-        let dh = linear::input_grads_grouped(&ddown, &down)?;
+        let dh = linear::input_grads_grouped(&ddown, &down, prec)?;
         for (g, a) in segments.iter().zip(&ids) {
             let rows = |t: &Tensor| rows_of(t, g, segments.len());
-            let (dw, db) = linear::weight_grads(&rows(&t.act)?, &rows(dout)?)?;
+            let (dw, db) = linear::weight_grads(&rows(&t.act)?, &rows(dout)?, prec)?;
             grads.linear(a.up, dw, db)?;
-            let (dw, db) = linear::weight_grads(&rows(&t.h)?, &rows(&ddown)?)?;
+            let (dw, db) = linear::weight_grads(&rows(&t.h)?, &rows(&ddown)?, prec)?;
             grads.linear(a.down, dw, db)?;
         }
         Ok(combine(&[dout, &dh], mask.as_ref())?)
