@@ -2,7 +2,8 @@
 # Runs on the lent GPU machine (device tool): where a training step's GPU time goes, ours and
 # the PyTorch twin's, at d=768 (12 layers, seq 256, batch 32). Nsight Compute times every
 # kernel of a window of launches after the warm-up; the table sums the time per kernel name.
-# Needs .gpu/train_step.gz carried; writes $OUT/profile_{ours,torch}.txt.
+# Needs .gpu/train_step.gz carried; writes $OUT/profile_{ours,torch}_$PRECISION.txt
+# (PRECISION=fp32|bf16, default fp32; TORCH=0 skips the twin; SKIP and COUNT set the window).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 PY=${PY:-/opt/torch/.venv/bin/python3}
@@ -36,6 +37,7 @@ prof() {
   tail -3 "/tmp/$out.err"
   table "/tmp/$out.csv" | tee "$OUT/$out.txt"
 }
-prof profile_ours "$bin/train_step" --case 2 --kernels fused --steps 3 --device cuda --precision fp32
-prof profile_torch "$PY" benches/torch/twin.py bench --device cuda --dtype fp32 --d 768 --layers 12 --heads 12 \
-  --ffn 3072 --vocab 32000 --seq 256 --batch 32 --steps 3 --json
+P=${PRECISION:-fp32}
+prof "profile_ours_$P" "$bin/train_step" --case 2 --kernels fused --steps 3 --device cuda --precision "$P"
+[ "${TORCH:-1}" = 1 ] && prof "profile_torch_$P" "$PY" benches/torch/twin.py bench --device cuda --dtype "$P" --d 768 \
+  --layers 12 --heads 12 --ffn 3072 --vocab 32000 --seq 256 --batch 32 --steps 3 --json

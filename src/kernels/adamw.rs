@@ -5,7 +5,7 @@
 //! nothing is allocated, and the optimiser state is exactly the two moments.
 
 use super::cpu::{float_dispatch, multiversion, slice, slice_mut};
-use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task.
@@ -82,18 +82,6 @@ impl InplaceOp2 for MomentsUpdate {
             Ok(())
         })
     }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        mv: &mut candle_core::CudaStorage,
-        mvl: &Layout,
-        g: &candle_core::CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<()> {
-        let h = self.0;
-        super::cuda::adamw_moments((mv, mvl), (g, gl), h.beta1, h.beta2, h.grad_scale)
-    }
 }
 
 impl InplaceOp2 for ThetaUpdate {
@@ -111,32 +99,13 @@ impl InplaceOp2 for ThetaUpdate {
             Ok(())
         })
     }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        th: &mut candle_core::CudaStorage,
-        thl: &Layout,
-        mv: &candle_core::CudaStorage,
-        mvl: &Layout,
-    ) -> candle_core::Result<()> {
-        let h = self.0;
-        super::cuda::adamw_theta((th, thl), (mv, mvl), h.step, h.bc2, h.eps, h.decay)
-    }
 }
 
 /// One AdamW update of `theta` and its moments `mv` (`[2, …]`: first, second) in place, or
 /// `false` where the fused kernels do not run (then the caller takes the composite path).
 pub(crate) fn update(theta: &Tensor, g: &Tensor, mv: &Tensor, hyper: Hyper) -> candle_core::Result<bool> {
-    let fits = [theta, g, mv]
-        .iter()
-        .all(|t| t.device().same_device(theta.device()) && t.dtype() == theta.dtype() && t.is_contiguous());
-    let supported = match theta.device() {
-        candle_core::Device::Cpu => super::cpu::supported(theta.dtype()),
-        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && theta.dtype() == candle_core::DType::F32,
-        _ => false,
-    };
-    if !fits || !supported {
+    let fits = [theta, g, mv].iter().all(|t| t.device().is_cpu() && t.dtype() == theta.dtype() && t.is_contiguous());
+    if !fits || !super::cpu::supported(theta.dtype()) {
         return Ok(false);
     }
     if g.dims() != theta.dims() || mv.dims().first() != Some(&2) || mv.dims()[1..] != *theta.dims() {
@@ -150,4 +119,67 @@ pub(crate) fn update(theta: &Tensor, g: &Tensor, mv: &Tensor, hyper: Hyper) -> c
     mv.inplace_op2(g, &MomentsUpdate(hyper))?;
     theta.inplace_op2(mv, &ThetaUpdate(hyper))?;
     Ok(true)
+}
+
+/// One tensor's AdamW update, for [`update_all`].
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) struct Job {
+    pub theta: Tensor,
+    pub g: Tensor,
+    /// The moments `[2, …]`: first, second.
+    pub mv: Tensor,
+    pub hyper: Hyper,
+}
+
+/// Whether [`update_all`] takes an update of `theta` with gradient `g` and moments `mv`: f32
+/// tensors, contiguous, on one CUDA device, of fitting shapes.
+pub(crate) fn batched(theta: &Tensor, g: &Tensor, mv: &Tensor) -> bool {
+    let on_gpu = |t: &Tensor| t.device().same_device(theta.device()) && t.dtype() == DType::F32 && t.is_contiguous();
+    cfg!(feature = "cuda")
+        && theta.device().is_cuda()
+        && [theta, g, mv].into_iter().all(on_gpu)
+        && g.dims() == theta.dims()
+        && mv.dims().first() == Some(&2)
+        && mv.dims()[1..] == *theta.dims()
+}
+
+/// The AdamW updates of `jobs` (each [`batched`]) in place: on CUDA one kernel launch for all
+/// of them (a model's optimiser step is one launch, as PyTorch's multi-tensor AdamW).
+pub(crate) fn update_all(jobs: &[Job]) -> candle_core::Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        use candle_core::Storage;
+        let guards: Vec<_> = jobs
+            .iter()
+            .map(|j| [j.theta.storage_and_layout(), j.g.storage_and_layout(), j.mv.storage_and_layout()])
+            .collect();
+        fn cuda<'a>(s: &'a Storage, l: &'a Layout) -> candle_core::Result<(&'a candle_core::CudaStorage, &'a Layout)> {
+            match s {
+                Storage::Cuda(c) => Ok((c, l)),
+                _ => Err(candle_core::Error::Msg("fused-adamw: batched updates are for CUDA tensors".into())),
+            }
+        }
+        let list = guards
+            .iter()
+            .zip(jobs)
+            .map(|([t, g, mv], job)| {
+                let h = job.hyper;
+                let (b1, b2) = (h.beta1, h.beta2);
+                let scalars =
+                    [h.step, h.decay, h.bc2, h.grad_scale, b1, b2, 1.0 - b1, 1.0 - b2, h.eps].map(|x| x as f32);
+                Ok(super::cuda::AdamWJob {
+                    theta: cuda(&t.0, t.1)?,
+                    g: cuda(&g.0, g.1)?,
+                    mv: cuda(&mv.0, mv.1)?,
+                    scalars,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        super::cuda::adamw_all(&list)
+    }
+    #[cfg(not(feature = "cuda"))]
+    match jobs {
+        [] => Ok(()),
+        _ => Err(candle_core::Error::Msg("fused-adamw: batched updates need the cuda feature".into())),
+    }
 }

@@ -122,26 +122,27 @@ pub(crate) fn grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_cor
     Ok(loss_and_grads(logits, targets, scale)?.1)
 }
 
-/// The cross-entropy of each row of `logits` (on the CPU, f32 or f64) against its target,
-/// and the gradient of `scale ×` their mean with respect to the logits, in one pass per row.
-pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Vec<f64>, Tensor)> {
+/// The cross-entropy of each row of `logits` against its target (`[n]`: f64 on the CPU, the
+/// logits' dtype on CUDA, where it stays on the device), and the gradient of `scale ×` their
+/// mean with respect to the logits, in one pass per row. On CUDA the targets are the caller's
+/// to check (a target outside the classes gives that row a NaN loss).
+pub(crate) fn loss_and_grads(logits: &Tensor, targets: &Tensor, scale: f64) -> candle_core::Result<(Tensor, Tensor)> {
     let name = "fused-cross-entropy-grad";
     let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
     if logits.device().is_cuda() {
         let (n, v) = logits.dims2()?;
         let packed = logits.apply_op2_no_bwd(&targets, &CrossEntropyGrad { scale: scale / n.max(1) as f64 })?;
-        let losses = packed.narrow(0, n * v, n)?.to_dtype(candle_core::DType::F64)?.to_vec1()?;
-        return Ok((losses, packed.narrow(0, 0, n * v)?.reshape((n, v))?));
+        return Ok((packed.narrow(0, n * v, n)?, packed.narrow(0, 0, n * v)?.reshape((n, v))?));
     }
     let (lg, tg) = (logits.storage_and_layout(), targets.storage_and_layout());
     let (candle_core::Storage::Cpu(l), candle_core::Storage::Cpu(t)) = (&*lg.0, &*tg.0) else {
-        return Err(candle_core::Error::Msg(format!("{name}: logits and targets must be on the CPU")));
+        return Err(candle_core::Error::Msg(format!("{name}: logits and targets must be on the CPU or on CUDA")));
     };
     let (n, v, targets) = checked(lg.1, t, tg.1, name)?;
     let scale = scale / n as f64;
     float_dispatch!(l, name, T => {
         let (losses, grads) = loss_and_backward(slice::<T>(l, lg.1, name)?, targets, v, scale);
-        Ok((losses, Tensor::from_vec(grads, (n, v), logits.device())?))
+        Ok((Tensor::from_vec(losses, n, logits.device())?, Tensor::from_vec(grads, (n, v), logits.device())?))
     })
 }
 
@@ -180,10 +181,13 @@ impl CustomOp2 for CrossEntropyGrad {
         t: &candle_core::CudaStorage,
         tl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        // The targets are checked on the host (a copy of n ids) before the kernel reads them.
-        let host = t.to_cpu_storage()?;
-        let (n, v, _) = checked(ll, &host, tl, self.name())?;
+        // The targets stay on the device (checking them here would wait for the GPU): the
+        // kernel gives a row whose target is outside the classes a NaN loss.
+        let (n, v) = ll.shape().dims2()?;
+        if tl.shape().elem_count() != n || n == 0 {
+            let count = tl.shape().elem_count();
+            return Err(candle_core::Error::Msg(format!("{}: {count} targets for {n} rows of logits", self.name())));
+        }
         Ok((super::cuda::cross_entropy((l, ll), (t, tl), v, self.scale)?, Shape::from(n * v + n)))
     }
 }

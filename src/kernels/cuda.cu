@@ -113,6 +113,87 @@ extern "C" __global__ void layer_norm_bwd(const float *s, const float *g, const 
     }
 }
 
+// Columns each lane of layer_norm_bwd_warps holds (rows of at most 32 · WARP_COLS = 1024).
+#define WARP_COLS 32
+// Warps per block of layer_norm_bwd_warps (blockDim.x = 32 · LN_WARPS).
+#define LN_WARPS 8
+
+// layer_norm_bwd for rows of at most 1024: one warp per row (no block-wide barriers inside a
+// row), `rows_per_warp` rows per warp, the row and its gradient held in registers. Each warp
+// keeps its scale and shift gradients per column; the block adds its warps' in warp order
+// into partial[blockIdx.x] ([2, d]).
+extern "C" __global__ void layer_norm_bwd_warps(const float *s, const float *g, const float *wb, float *dx,
+                                                float *partial, int n, int d, int rows_per_warp, float eps) {
+    __shared__ float acc[LN_WARPS][2][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float dw[WARP_COLS], db[WARP_COLS];
+#pragma unroll
+    for (int k = 0; k < WARP_COLS; ++k) dw[k] = db[k] = 0.f;
+    const int first = (blockIdx.x * LN_WARPS + warp) * rows_per_warp;
+    const int last = min(n, first + rows_per_warp);
+    for (int row = first; row < last; ++row) {
+        const float *sr = s + (size_t)row * d, *gr = g + (size_t)row * d;
+        float *dxr = dx + (size_t)row * d;
+        float sv[WARP_COLS], gv[WARP_COLS];
+        float sum = 0.f;
+#pragma unroll
+        for (int k = 0; k < WARP_COLS; ++k) {
+            const int c = lane + 32 * k;
+            sv[k] = c < d ? sr[c] : 0.f;
+            gv[k] = c < d ? gr[c] : 0.f;
+            sum += sv[k];
+        }
+        const float mean = warp_sum(sum) / d;
+        float q = 0.f;
+#pragma unroll
+        for (int k = 0; k < WARP_COLS; ++k) {
+            const float v = lane + 32 * k < d ? sv[k] - mean : 0.f;
+            q += v * v;
+        }
+        const float rstd = 1.f / sqrtf(warp_sum(q) / d + eps);
+        float sum_gh = 0.f, sum_gh_xh = 0.f;
+#pragma unroll
+        for (int k = 0; k < WARP_COLS; ++k) {
+            const int c = lane + 32 * k;
+            if (c < d) {
+                const float xh = (sv[k] - mean) * rstd, gh = gv[k] * wb[c];
+                dw[k] += gv[k] * xh;
+                db[k] += gv[k];
+                sum_gh += gh;
+                sum_gh_xh += gh * xh;
+            }
+        }
+        const float mean_gh = warp_sum(sum_gh) / d, mean_gh_xh = warp_sum(sum_gh_xh) / d;
+#pragma unroll
+        for (int k = 0; k < WARP_COLS; ++k) {
+            const int c = lane + 32 * k;
+            if (c < d) {
+                const float xh = (sv[k] - mean) * rstd;
+                dxr[c] = rstd * (gv[k] * wb[c] - mean_gh - xh * mean_gh_xh);
+            }
+        }
+    }
+    float *p = partial + (size_t)blockIdx.x * 2 * d;
+#pragma unroll
+    for (int k = 0; k < WARP_COLS; ++k) {
+        if (32 * k >= d) break;
+        acc[warp][0][lane] = dw[k];
+        acc[warp][1][lane] = db[k];
+        __syncthreads();
+        const int c = lane + 32 * k;
+        if (warp == 0 && c < d) {
+            float x = 0.f, y = 0.f;
+            for (int w = 0; w < LN_WARPS; ++w) {
+                x += acc[w][0][lane];
+                y += acc[w][1][lane];
+            }
+            p[c] = x;
+            p[d + c] = y;
+        }
+        __syncthreads();
+    }
+}
+
 // out[c] = Σ_i a[i · cols + c] over `rows` rows, summed in row order.
 extern "C" __global__ void column_sum(const float *a, float *out, int rows, int cols) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -180,7 +261,7 @@ extern "C" __global__ void softmax_bwd(const float *p, const float *g, float *ds
 // ---- Cross-entropy -----------------------------------------------------------------------
 
 // For each row of logits [n, v] (one block per row): grads[row] = scale · (softmax − onehot)
-// and losses[row] = logsumexp − logits[target].
+// and losses[row] = logsumexp − logits[target] (NaN for a target outside the v classes).
 extern "C" __global__ void cross_entropy_fwd_bwd(const float *logits, const uint32_t *targets, float *grads,
                                                  float *losses, int v, float scale) {
     __shared__ float scratch[32];
@@ -198,28 +279,35 @@ extern "C" __global__ void cross_entropy_fwd_bwd(const float *logits, const uint
     }
     sum = block_sum(sum, scratch);
     const float k = scale / sum;
-    const int t = (int)targets[row];
-    for (int c = threadIdx.x; c < v; c += blockDim.x) o[c] = o[c] * k - (c == t ? scale : 0.f);
-    if (threadIdx.x == 0) losses[row] = m + logf(sum) - x[t];
+    const uint32_t t = targets[row];
+    for (int c = threadIdx.x; c < v; c += blockDim.x) o[c] = o[c] * k - ((uint32_t)c == t ? scale : 0.f);
+    if (threadIdx.x == 0) losses[row] = t < (uint32_t)v ? m + logf(sum) - x[t] : __int_as_float(0x7fc00000);
 }
 
 // ---- AdamW -------------------------------------------------------------------------------
 
-// m ← β1·m + (1−β1)·s·g, v ← β2·v + (1−β2)·(s·g)², with mv = [m; v] of n elements each.
-extern "C" __global__ void adamw_moments(float *mv, const float *g, size_t n, float beta1, float beta2,
-                                         float grad_scale) {
+// One AdamW update of many tensors in one launch, blockIdx.y picking the tensor. A job is 9
+// words: θ, g and mv = [m; v] (device addresses), n, then pairs of f32 (step, decay),
+// (bc2, grad_scale), (β1, β2), (1−β1, 1−β2) (rounded from f64, as on the CPU), (ε, unused):
+//   m ← β1·m + (1−β1)·s·g,  v ← β2·v + (1−β2)·(s·g)²,  θ ← decay·θ − step·m / (√(v / bc2) + ε).
+__device__ __forceinline__ float low(unsigned long long w) { return __uint_as_float((unsigned int)w); }
+__device__ __forceinline__ float high(unsigned long long w) { return __uint_as_float((unsigned int)(w >> 32)); }
+
+extern "C" __global__ void adamw_all(const unsigned long long *jobs) {
+    const unsigned long long *j = jobs + 9 * (size_t)blockIdx.y;
+    float *theta = (float *)j[0];
+    const float *g = (const float *)j[1];
+    float *mv = (float *)j[2];
+    const size_t n = j[3];
+    const float step = low(j[4]), decay = high(j[4]), bc2 = low(j[5]), grad_scale = high(j[5]);
+    const float beta1 = low(j[6]), beta2 = high(j[6]), one_beta1 = low(j[7]), one_beta2 = high(j[7]), eps = low(j[8]);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const float gi = g[i] * grad_scale;
-        mv[i] = mv[i] * beta1 + gi * (1.f - beta1);
-        mv[n + i] = mv[n + i] * beta2 + gi * gi * (1.f - beta2);
-    }
-}
-
-// θ ← decay·θ − step·m / (√(v / bc2) + ε).
-extern "C" __global__ void adamw_theta(float *theta, const float *mv, size_t n, float step, float bc2, float eps,
-                                       float decay) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        theta[i] = theta[i] * decay - mv[i] * step / (sqrtf(mv[n + i] / bc2) + eps);
+        const float m = mv[i] * beta1 + gi * one_beta1;
+        const float v = mv[n + i] * beta2 + gi * gi * one_beta2;
+        mv[i] = m;
+        mv[n + i] = v;
+        theta[i] = theta[i] * decay - m * step / (sqrtf(v / bc2) + eps);
     }
 }
 

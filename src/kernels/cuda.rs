@@ -4,7 +4,7 @@
 //! products go to cuBLAS through candle.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
@@ -16,6 +16,7 @@ const MODULE: &str = "interference-fused-kernels";
 
 /// Threads per block of the row-wise kernels (a multiple of 32).
 const BLOCK: u32 = 256;
+const _: () = assert!(BLOCK == 256, "layer_norm_bwd_warps in cuda.cu assumes 8 warps (LN_WARPS) per block");
 
 /// Rows per block of the LayerNorm backward pass (each block also sums the scale and shift
 /// gradients of its rows).
@@ -23,6 +24,12 @@ const LN_ROWS: usize = 32;
 
 /// Widest row the LayerNorm backward pass takes (`LN_COLS · BLOCK` in `cuda.cu`).
 const LN_MAX_WIDTH: usize = 16 * BLOCK as usize;
+
+/// Widest row the one-warp-per-row LayerNorm backward pass takes (`32 · WARP_COLS`).
+const LN_WARP_WIDTH: usize = 1024;
+
+/// Rows per warp of the one-warp-per-row LayerNorm backward pass.
+const LN_ROWS_PER_WARP: usize = 4;
 
 /// Launches kernel `$name` of [`PTX`] on `$dev`'s stream with the given arguments (references,
 /// in the kernel's order).
@@ -83,6 +90,9 @@ pub(crate) fn layer_norm(
     let op = "fused-layer-norm";
     let dev = x.0.device();
     let n = x.1.shape().elem_count();
+    if n == 0 {
+        return Ok(CudaStorage::wrap_cuda_slice(dev.alloc_zeros::<f32>(0)?, dev.clone()));
+    }
     let xv = view(x.0, x.1, op)?;
     let (rv, has_r) = match r {
         Some((s, l)) => (view(s, l, op)?, 1i32),
@@ -112,25 +122,19 @@ pub(crate) fn layer_norm_grads(
     let n = s.1.shape().elem_count() / d;
     let (sv, gv, wbv) = (view(s.0, s.1, op)?, view(g.0, g.1, op)?, view(wb.0, wb.1, op)?);
     let mut out = output(dev, (n + 2) * d)?;
-    let chunks = n.div_ceil(LN_ROWS).max(1);
+    // Rows of up to 1024 take one warp each; wider ones a block each.
+    let (kernel, per_unit, rows_per_block) = if d <= LN_WARP_WIDTH {
+        ("layer_norm_bwd_warps", LN_ROWS_PER_WARP, LN_ROWS_PER_WARP * (BLOCK as usize / 32))
+    } else {
+        ("layer_norm_bwd", LN_ROWS, LN_ROWS)
+    };
+    let chunks = n.div_ceil(rows_per_block).max(1);
     let partial = output(dev, chunks * 2 * d)?;
-    let (rows, width, per_block, eps) = (int(n, "rows")?, int(d, "row width")?, LN_ROWS as i32, eps as f32);
+    let (rows, width, per_unit, eps) = (int(n, "rows")?, int(d, "row width")?, per_unit as i32, eps as f32);
     {
         let mut dx = out.slice_mut(..n * d);
-        launch!(
-            dev,
-            "layer_norm_bwd",
-            blocks(n, LN_ROWS),
-            &sv,
-            &gv,
-            &wbv,
-            &mut dx,
-            &partial,
-            &rows,
-            &width,
-            &per_block,
-            &eps
-        );
+        let cfg = blocks(n, rows_per_block);
+        launch!(dev, kernel, cfg, &sv, &gv, &wbv, &mut dx, &partial, &rows, &width, &per_unit, &eps);
     }
     let mut sums = out.slice_mut(n * d..);
     let (chunk_rows, cols) = (chunks as i32, 2 * width);
@@ -222,40 +226,52 @@ pub(crate) fn cross_entropy(
     Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
 
-/// The AdamW moments `mv` (`[2, n]`) updated in place from the gradient `g`.
-pub(crate) fn adamw_moments(
-    mv: (&mut CudaStorage, &Layout),
-    g: (&CudaStorage, &Layout),
-    beta1: f64,
-    beta2: f64,
-    grad_scale: f64,
-) -> Result<()> {
-    let op = "fused-adamw";
-    let n = g.1.shape().elem_count();
-    let dev = g.0.device().clone();
-    let gv = view(g.0, g.1, op)?;
-    let mut m = inplace(mv, 2 * n, op)?;
-    let (b1, b2, s) = (beta1 as f32, beta2 as f32, grad_scale as f32);
-    launch!(dev, "adamw_moments", elementwise(n), &mut m, &gv, &n, &b1, &b2, &s);
-    Ok(())
+/// One tensor's AdamW update in [`adamw_all`]: θ, its gradient and its moments `[2, n]` (f32,
+/// contiguous), and the update's scalars.
+pub(crate) struct AdamWJob<'a> {
+    pub theta: (&'a CudaStorage, &'a Layout),
+    pub g: (&'a CudaStorage, &'a Layout),
+    pub mv: (&'a CudaStorage, &'a Layout),
+    /// step (`lr / (1 − β1ᵗ)`), decay, bc2 (`1 − β2ᵗ`), gradient scale, β1, β2, 1 − β1,
+    /// 1 − β2, ε.
+    pub scalars: [f32; 9],
 }
 
-/// θ (`n` elements) updated in place from the moments `mv`.
-pub(crate) fn adamw_theta(
-    theta: (&mut CudaStorage, &Layout),
-    mv: (&CudaStorage, &Layout),
-    step: f64,
-    bc2: f64,
-    eps: f64,
-    decay: f64,
-) -> Result<()> {
+/// Most blocks per tensor of [`adamw_all`] (the grid's x; each job is one y).
+const ADAMW_BLOCKS: usize = 512;
+
+/// The AdamW updates of all `jobs` in place, in one launch: a table of their addresses and
+/// scalars goes to the device, and each row of blocks updates one tensor.
+pub(crate) fn adamw_all(jobs: &[AdamWJob]) -> Result<()> {
     let op = "fused-adamw";
-    let n = theta.1.shape().elem_count();
-    let dev = mv.0.device().clone();
-    let mvv = view(mv.0, mv.1, op)?;
-    let mut t = inplace(theta, n, op)?;
-    let (step, bc2, eps, decay) = (step as f32, bc2 as f32, eps as f32, decay as f32);
-    launch!(dev, "adamw_theta", elementwise(n), &mut t, &mvv, &n, &step, &bc2, &eps, &decay);
+    let Some(first) = jobs.first() else { return Ok(()) };
+    if jobs.len() > 65_535 {
+        return Err(candle_core::Error::Msg(format!("{op}: {} tensors in one update (at most 65535)", jobs.len())));
+    }
+    let dev = first.theta.0.device();
+    let stream = dev.cuda_stream();
+    let address = |(s, l): (&CudaStorage, &Layout), n: usize| -> Result<u64> {
+        if !l.is_contiguous() || l.shape().elem_count() != n {
+            return Err(candle_core::Error::Msg(format!("{op}: needs contiguous tensors of fitting sizes")));
+        }
+        let (ptr, _record) = s.as_cuda_slice::<f32>()?.device_ptr(&stream);
+        Ok(ptr + (l.start_offset() * std::mem::size_of::<f32>()) as u64)
+    };
+    let pair = |a: f32, b: f32| a.to_bits() as u64 | (b.to_bits() as u64) << 32;
+    let mut table = Vec::with_capacity(9 * jobs.len());
+    let mut longest = 0;
+    for j in jobs {
+        let n = j.theta.1.shape().elem_count();
+        longest = longest.max(n);
+        let [step, decay, bc2, grad_scale, beta1, beta2, one_beta1, one_beta2, eps] = j.scalars;
+        table.extend([address(j.theta, n)?, address(j.g, n)?, address(j.mv, 2 * n)?, n as u64]);
+        table.extend([pair(step, decay), pair(bc2, grad_scale), pair(beta1, beta2)]);
+        table.extend([pair(one_beta1, one_beta2), pair(eps, 0.0)]);
+    }
+    let table = dev.clone_htod(&table)?;
+    let blocks = longest.div_ceil(BLOCK as usize * 16).clamp(1, ADAMW_BLOCKS) as u32;
+    let cfg = LaunchConfig { grid_dim: (blocks, jobs.len() as u32, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+    launch!(dev, "adamw_all", cfg, &table);
     Ok(())
 }
 

@@ -136,6 +136,7 @@ impl AdamW {
                 decay.len()
             )));
         }
+        let mut gpu_jobs = Vec::new();
         for (i, (var, grad)) in vars.iter().zip(grads).enumerate() {
             let Some(g) = grad else { continue };
             let g = g.detach();
@@ -157,6 +158,11 @@ impl AdamW {
                 decay: decay_factor,
                 grad_scale: scale,
             };
+            if adamw::batched(theta, &g, &st.mv) {
+                // On a GPU: all tensors in one launch, after the loop.
+                gpu_jobs.push(adamw::Job { theta: theta.clone(), g, mv: st.mv.clone(), hyper });
+                continue;
+            }
             if adamw::update(theta, &g, &st.mv, hyper)? {
                 // In place on the CPU (crate::kernels::adamw); the same arithmetic as below.
                 continue;
@@ -170,6 +176,7 @@ impl AdamW {
             var.set(&(theta - update)?)?;
             st.mv = Tensor::stack(&[&m, &v], 0)?;
         }
+        adamw::update_all(&gpu_jobs)?;
         Ok(())
     }
 }

@@ -246,11 +246,12 @@ impl MlmModel {
         let (tok, out_bias, prec) = (self.emb.tok, self.emb.out_bias, self.precision);
         let logits = linear::apply(&picked, &params[tok], &params[out_bias], prec)?;
         let (target_losses, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
+        // Each segment's mean, where the losses are (on a GPU, without waiting for it).
         let losses = segments
             .iter()
             .map(|g| {
-                let sum: f64 = target_losses[g.first_target..g.first_target + g.targets].iter().sum();
-                Ok(Tensor::new(sum / g.targets as f64, &self.device)?.to_dtype(logits.dtype())?)
+                let sum = target_losses.narrow(0, g.first_target, g.targets)?.sum_all()?;
+                Ok((sum / g.targets as f64)?.to_dtype(logits.dtype())?)
             })
             .collect::<Result<Vec<_>>>()?;
 
