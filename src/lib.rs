@@ -8,7 +8,7 @@
 //! - [`data`]: corpora (plain text, CoNLL-U, IOB2) and synthetic languages with knobs.
 //! - [`tokenize`]: one shared subword tokenizer for all languages, and its statistics.
 //! - [`batch`]: MLM masking and temperature sampling across languages.
-//! - [`kernels`]: the hot operations, as composite reference ops or fused CPU kernels.
+//! - [`kernels`]: the hot operations, as composite reference ops or fused kernels (CPU and CUDA).
 //! - [`model`]: a post-LN transformer MLM with optional language embeddings and
 //!   language-specific adapters, and the parameter registry.
 //! - [`train`]: one trainer with a stepping API, AdamW, evaluation and checkpoints.

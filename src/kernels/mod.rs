@@ -2,7 +2,7 @@
 //!
 //! - [`Kernels::Reference`]: composite candle ops (`crate::model::layers`), differentiable to
 //!   any order — the meta step's exact second-order gradient needs them.
-//! - [`Kernels::Fused`]: one CPU op per step of the layer with a hand-written backward
+//! - [`Kernels::Fused`]: one op per step of the layer with a hand-written backward
 //!   (candle `CustomOp`s): linear map with its bias, attention laid out without transposed
 //!   copies (scores, mask and softmax in one pass), residual + LayerNorm, GELU, and the masked
 //!   cross-entropy. First-order only. On this path the model also skips candle's autograd
@@ -11,12 +11,18 @@
 //!   merged batch are grouped linear maps, and the optimiser (in place), gradient clipping and
 //!   the probes' Gram matrices take one pass per tensor (`adamw`, `gram`).
 //!
-//! The fused path runs where it can — f32 or f64 on the CPU, while candle's second-order
+//! The fused ops run where they can — f32 or f64 on the CPU, while candle's second-order
 //! switch ([`crate::grads::SECOND_ORDER_SWITCH`]) is off — and every call falls back to the
-//! reference ops elsewhere (other dtypes, CUDA), so choosing `Fused` is always safe. The
+//! reference ops elsewhere (other dtypes), so choosing `Fused` is always safe. The
 //! element-wise loops are compiled three times, for AVX-512, for AVX2+FMA and for the
-//! baseline, and chosen at run time (`cpu::multiversion!`). [`Precision::Bf16`] (mixed
-//! precision) runs on the reference ops.
+//! baseline, and chosen at run time (`cpu::multiversion!`).
+//!
+//! On CUDA (the `cuda` feature) the hand-written pass runs on f32 parameters: its matrix
+//! products are cuBLAS's (through candle; bf16 operands under [`Precision::Bf16`]) and the
+//! other ops are the kernels of `cuda.cu` (`cuda.rs` launches them): LayerNorm and its
+//! backward, GELU, the attention softmax, the cross-entropy, rows scattered by index, head
+//! layouts, bias adds, dropout masks (`dropout`), sums of squares and AdamW over all tensors
+//! in one launch. On the CPU [`Precision::Bf16`] runs on the reference ops.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -61,7 +67,8 @@ use std::sync::Arc;
 pub enum Kernels {
     /// Composite candle ops, differentiable to any order.
     Reference,
-    /// Fused CPU ops with hand-written first-order backward passes (the default).
+    /// Fused ops (CPU; CUDA in the hand-written pass) with hand-written first-order backward
+    /// passes (the default).
     #[default]
     Fused,
 }

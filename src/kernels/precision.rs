@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// while LayerNorm, softmax, GELU, the residual stream and the cross-entropy are computed in
 /// f32, and the parameters, their gradients and the optimiser state stay in the parameters'
 /// dtype (fp32 master weights): the rounding is a differentiable cast, so each gradient comes
-/// back in its parameter's dtype. bf16 runs on the reference ops (candle's bf16 products,
-/// cuBLAS on CUDA); the fused CPU kernels are f32/f64 only.
+/// back in its parameter's dtype. On CUDA the hand-written pass runs it (cuBLAS's bf16
+/// products); on the CPU the reference ops (candle's bf16 products; the fused CPU kernels are
+/// f32/f64 only).
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};

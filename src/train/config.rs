@@ -157,13 +157,13 @@ pub struct TrainConfig {
     pub meta: MetaConfig,
     /// Settings of methods `pcgrad` and `gradvac`.
     pub surgery: SurgeryConfig,
-    /// Implementation of the model's hot operations: `"fused"` (fast CPU kernels, the default)
-    /// or `"reference"` (composite candle ops). The exact meta step always runs the reference
+    /// Implementation of the model's hot operations: `"fused"` (fast CPU and CUDA kernels, the
+    /// default) or `"reference"` (composite candle ops). The exact meta step always runs the reference
     /// ops, which it differentiates twice ([`crate::kernels`]).
     pub kernels: Kernels,
     /// The dtype of the model's matrix products: `"fp32"` (the default) or `"bf16"` (mixed
-    /// precision: bf16 products, f32 reductions, fp32 master weights; runs the reference ops,
-    /// [`crate::kernels::Precision`]).
+    /// precision: bf16 products, f32 reductions, fp32 master weights; on CUDA the fused pass,
+    /// on the CPU the reference ops, [`crate::kernels::Precision`]).
     pub precision: Precision,
 }
 
