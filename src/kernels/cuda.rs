@@ -16,7 +16,8 @@ const MODULE: &str = "interference-fused-kernels";
 
 /// Threads per block of the row-wise kernels (a multiple of 32).
 const BLOCK: u32 = 256;
-const _: () = assert!(BLOCK == 256, "layer_norm_bwd_warps in cuda.cu assumes 8 warps (LN_WARPS) per block");
+// layer_norm_bwd_warps in cuda.cu is written for 8 warps (LN_WARPS) per block.
+const _: () = assert!(BLOCK == 256, "cuda.cu's LN_WARPS assumes 8 warps per block");
 
 /// Rows per block of the LayerNorm backward pass (each block also sums the scale and shift
 /// gradients of its rows).
@@ -46,7 +47,7 @@ macro_rules! launch {
 }
 
 /// The f32 elements of a contiguous input.
-pub(crate) fn view<'a>(s: &'a CudaStorage, l: &Layout, op: &str) -> Result<CudaView<'a, f32>> {
+fn view<'a>(s: &'a CudaStorage, l: &Layout, op: &str) -> Result<CudaView<'a, f32>> {
     if !l.is_contiguous() {
         return Err(candle_core::Error::Msg(format!("{op}: needs contiguous inputs on CUDA")));
     }
@@ -75,6 +76,7 @@ fn elementwise(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// `n` as a kernel's `int` parameter, or an error naming `what` when it does not fit.
 fn int(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| candle_core::Error::Msg(format!("{what} {n} is too large for the CUDA kernels")))
 }
