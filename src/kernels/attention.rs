@@ -624,4 +624,24 @@ mod tests {
         assert_eq!(back.to_vec2::<f32>().unwrap(), x.to_vec2::<f32>().unwrap());
         assert!(heads_major(&x, h, s + 1).is_err());
     }
+
+    #[test]
+    fn scores_then_softmax_match_the_fused_probabilities() {
+        // The GPU's two steps (cuBLAS scores, then ScaledSoftmax with a per-key bias) against
+        // the CPU's one op, padding included.
+        let (b, s, h, dh) = (2, 6, 2, 3);
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f64, 1., (b * s, h * dh), &dev).unwrap();
+        let k = Tensor::randn(0f64, 1., (b * s, h * dh), &dev).unwrap();
+        let padded: Vec<bool> = (0..b * s).map(|i| i % s >= s - 1 - i / s).collect();
+        let op = Probabilities::new(h, s, h * dh, Some(Arc::new(padded.clone())));
+        let fused = q.apply_op2_no_bwd(&k, &op).unwrap();
+        let scores = heads_major(&q, h, s).unwrap().matmul(&heads_major(&k, h, s).unwrap().t().unwrap()).unwrap();
+        let bias: Vec<f64> = padded.iter().map(|&p| if p { PAD_SCORE } else { 0.0 }).collect();
+        let bias = Tensor::from_vec(bias, (b, s), &dev).unwrap();
+        let two_step = scores.apply_op2_no_bwd(&bias, &ScaledSoftmax { scale: op.scale }).unwrap();
+        let gap = (fused - two_step).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(gap.to_scalar::<f64>().unwrap() < 1e-12);
+        assert!(scores.apply_op2_no_bwd(&bias.narrow(1, 0, s - 1).unwrap(), &ScaledSoftmax { scale: 1.0 }).is_err());
+    }
 }

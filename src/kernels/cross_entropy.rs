@@ -191,3 +191,24 @@ impl CustomOp2 for CrossEntropyGrad {
         Ok((super::cuda::cross_entropy((l, ll), (t, tl), v, self.scale)?, Shape::from(n * v + n)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_packed_op_holds_the_gradients_then_the_losses() {
+        // The layout the CUDA kernel writes, from the op's CPU half, against `loss_and_grads`.
+        let (n, v) = (5, 7);
+        let logits = Tensor::randn(0f64, 2., (n, v), &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[0u32, 6, 3, 3, 1], &Device::Cpu).unwrap();
+        let (losses, grads) = loss_and_grads(&logits, &targets, 0.5).unwrap();
+        let packed = logits.apply_op2_no_bwd(&targets, &CrossEntropyGrad { scale: 0.5 / n as f64 }).unwrap();
+        let packed = packed.to_vec1::<f64>().unwrap();
+        assert_eq!(packed[..n * v], grads.flatten_all().unwrap().to_vec1::<f64>().unwrap()[..]);
+        assert_eq!(packed[n * v..], losses.to_vec1::<f64>().unwrap()[..]);
+        let bad = Tensor::new(&[0u32, 7, 3, 3, 1], &Device::Cpu).unwrap();
+        assert!(logits.apply_op2_no_bwd(&bad, &CrossEntropyGrad { scale: 1.0 }).is_err());
+    }
+}

@@ -368,7 +368,7 @@ impl InplaceOp2 for BiasAdd {
         float_dispatch!(b, name, T => {
             let b = slice::<T>(b, bl, name)?;
             let y = slice_mut::<T>(y, yl, name)?;
-            if b.is_empty() || y.len() % b.len() != 0 {
+            if yl.dims().last() != Some(&b.len()) {
                 return Err(candle_core::Error::Msg(format!("{name}: bias {:?} for {:?}", bl.dims(), yl.dims())));
             }
             y.chunks_mut(b.len()).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
@@ -421,5 +421,14 @@ mod tests {
         let gapped = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 5..7, w: &w2, b: &b2 }];
         let err = apply_grouped(&x, &gapped, Precision::Fp32).unwrap_err().to_string();
         assert!(err.contains("do not fit"), "{err}");
+    }
+
+    #[test]
+    fn bias_add_adds_the_bias_to_every_row() {
+        let dev = Device::Cpu;
+        let y = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev).unwrap();
+        y.inplace_op2(&Tensor::new(&[10f32, 20., 30.], &dev).unwrap(), &BiasAdd).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), vec![vec![11., 22., 33.], vec![14., 25., 36.]]);
+        assert!(y.inplace_op2(&Tensor::new(&[1f32, 2.], &dev).unwrap(), &BiasAdd).is_err());
     }
 }

@@ -325,3 +325,29 @@ fn backward<T: Float>(x: &[T], r: Option<&[T]>, wb: &[T], g: &[&[T]], d: usize, 
     out.extend(total);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_packed_backward_op_matches_the_summing_backward() {
+        // How the GPU runs the backward pass (sums first, then one op) against the CPU's.
+        let dev = Device::Cpu;
+        let (n, d) = (9, 13);
+        let t = |scale: f64| Tensor::randn(0f64, scale, (n, d), &dev).unwrap();
+        let (x, r, g1, g2) = (t(1.0), t(0.5), t(1.0), t(0.3));
+        let wb = Tensor::randn(1f64, 0.1, (2, d), &dev).unwrap();
+        let ln = LayerNorm { eps: 1e-5 };
+        let (dx, dwb) = ln.grads(&x, Some(&r), &wb, &[&g1, &g2]).unwrap();
+        let s = (&x + &r).unwrap();
+        let g = (&g1 + &g2).unwrap();
+        let packed = s.apply_op3_no_bwd(&g, &wb, &LayerNormGrad { eps: 1e-5 }).unwrap();
+        let gap = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        };
+        assert!(gap(&packed.narrow(0, 0, n).unwrap(), &dx) < 1e-12);
+        assert!(gap(&packed.narrow(0, n, 2).unwrap(), &dwb) < 1e-12);
+    }
+}
