@@ -16,11 +16,19 @@ use interference::model::{MlmModel, ModelConfig};
 use interference::train::{meta_gradient, MetaConfig, Method, TrainConfig, Trainer};
 use interference::LangSet;
 
+/// A tensor's elements on the host, flattened.
+fn host(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().and_then(|t| t.to_vec1()).expect("host copy")
+}
+
+/// The L2 norm, summed in f64.
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+}
+
 /// Relative L2 difference, or the absolute one when both sides are ~0 (the key bias).
 fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a: Vec<f32> = a.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
-    let b: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let (a, b) = (host(a), host(b));
     let diff = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt();
     let scale = norm(&a).max(norm(&b));
     if scale < 1e-6 {
@@ -36,10 +44,8 @@ const TOLERANCE: f64 = 1e-3;
 /// Cosine of two tensors' directions, or `None` when the reference `a` is ~0 (a gradient that
 /// is zero in exact arithmetic, such as the key biases', has no direction to compare).
 fn cosine(a: &Tensor, b: &Tensor) -> Option<f64> {
-    let a: Vec<f32> = a.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
-    let b: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("host copy");
+    let (a, b) = (host(a), host(b));
     let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let (na, nb) = (norm(&a), norm(&b));
     (na >= 1e-6).then(|| dot / (na * nb).max(1e-300))
 }

@@ -5,7 +5,7 @@
 //! nothing is allocated, and the optimiser state is exactly the two moments.
 
 use super::cpu::{float_dispatch, multiversion, slice, slice_mut};
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Elements per task.
@@ -134,10 +134,8 @@ pub(crate) struct Job {
 /// Whether [`update_all`] takes an update of `theta` with gradient `g` and moments `mv`: f32
 /// tensors, contiguous, on one CUDA device, of fitting shapes.
 pub(crate) fn batched(theta: &Tensor, g: &Tensor, mv: &Tensor) -> bool {
-    let on_gpu = |t: &Tensor| t.device().same_device(theta.device()) && t.dtype() == DType::F32 && t.is_contiguous();
-    cfg!(feature = "cuda")
-        && theta.device().is_cuda()
-        && [theta, g, mv].into_iter().all(on_gpu)
+    let fits = |t: &Tensor| super::cuda_f32(t) && t.device().same_device(theta.device()) && t.is_contiguous();
+    [theta, g, mv].into_iter().all(fits)
         && g.dims() == theta.dims()
         && mv.dims().first() == Some(&2)
         && mv.dims()[1..] == *theta.dims()
@@ -148,17 +146,11 @@ pub(crate) fn batched(theta: &Tensor, g: &Tensor, mv: &Tensor) -> bool {
 pub(crate) fn update_all(jobs: &[Job]) -> candle_core::Result<()> {
     #[cfg(feature = "cuda")]
     {
-        use candle_core::Storage;
         let guards: Vec<_> = jobs
             .iter()
             .map(|j| [j.theta.storage_and_layout(), j.g.storage_and_layout(), j.mv.storage_and_layout()])
             .collect();
-        fn cuda<'a>(s: &'a Storage, l: &'a Layout) -> candle_core::Result<(&'a candle_core::CudaStorage, &'a Layout)> {
-            match s {
-                Storage::Cuda(c) => Ok((c, l)),
-                _ => Err(candle_core::Error::Msg("fused-adamw: batched updates are for CUDA tensors".into())),
-            }
-        }
+        let cuda = |s, l| super::cuda::storage(s, l, "fused-adamw");
         let list = guards
             .iter()
             .zip(jobs)

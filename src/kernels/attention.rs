@@ -6,7 +6,7 @@
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
 use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, written, Float, SharedMut, View};
-use super::linear::{rounded, widened};
+use super::wide;
 use super::Precision;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -390,8 +390,8 @@ pub(crate) fn probabilities(
         return q.apply_op2_no_bwd(k, op);
     }
     let (n, _) = q.dims2()?;
-    let heads = |t: &Tensor| rounded(&heads_major(t, op.heads, op.seq)?, prec);
-    let scores = widened(heads(q)?.matmul(&heads(k)?.t()?)?)?;
+    let heads = |t: &Tensor| prec.round(&heads_major(t, op.heads, op.seq)?);
+    let scores = wide(&heads(q)?.matmul(&heads(k)?.t()?)?)?;
     let bias: Vec<f32> = match &op.padded {
         Some(p) if p.len() == n => p.iter().map(|&p| if p { PAD_SCORE as f32 } else { 0.0 }).collect(),
         Some(p) => {
@@ -415,7 +415,7 @@ pub(crate) fn context(
     if !p.device().is_cuda() {
         return p.apply_op2_no_bwd(v, &HeadProduct { product: Product::Context, heads, seq });
     }
-    rows_major(&widened(rounded(p, prec)?.matmul(&rounded(&heads_major(v, heads, seq)?, prec)?)?)?)
+    rows_major(&wide(&prec.round(p)?.matmul(&prec.round(&heads_major(v, heads, seq)?)?)?)?)
 }
 
 /// `[batch·seq, d]` with the heads side by side as a contiguous `[batch, heads, seq, d/heads]`
@@ -570,9 +570,9 @@ pub(crate) fn context_grads(
     prec: Precision,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     if p.device().is_cuda() {
-        let g = rounded(&heads_major(g, heads, seq)?, prec)?;
-        let dp = widened(g.matmul(&rounded(&heads_major(v, heads, seq)?, prec)?.t()?)?)?;
-        let dv = widened(rounded(p, prec)?.t()?.matmul(&g)?)?;
+        let g = prec.round(&heads_major(g, heads, seq)?)?;
+        let dp = wide(&g.matmul(&prec.round(&heads_major(v, heads, seq)?)?.t()?)?)?;
+        let dv = wide(&prec.round(p)?.t()?.matmul(&g)?)?;
         return Ok((dp, rows_major(&dv)?));
     }
     let g = g.contiguous()?;
@@ -594,9 +594,9 @@ pub(crate) fn probabilities_grads(
     let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?;
     let (heads, seq) = (op.heads, op.seq);
     if ds.device().is_cuda() {
-        let ds = rounded(&ds, prec)?;
-        let dq = widened(ds.matmul(&rounded(&heads_major(k, heads, seq)?, prec)?)?)?;
-        let dk = widened(ds.t()?.matmul(&rounded(&heads_major(q, heads, seq)?, prec)?)?)?;
+        let ds = prec.round(&ds)?;
+        let dq = wide(&ds.matmul(&prec.round(&heads_major(k, heads, seq)?)?)?)?;
+        let dk = wide(&ds.t()?.matmul(&prec.round(&heads_major(q, heads, seq)?)?)?)?;
         return Ok((rows_major(&dq)?, rows_major(&dk)?));
     }
     let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;

@@ -55,6 +55,18 @@ fn view<'a>(s: &'a CudaStorage, l: &Layout, op: &str) -> Result<CudaView<'a, f32
     Ok(s.as_cuda_slice::<f32>()?.slice(start..start + l.shape().elem_count()))
 }
 
+/// The CUDA storage behind a tensor's storage guard (`op` names the caller in the error).
+pub(crate) fn storage<'a>(
+    s: &'a candle_core::Storage,
+    l: &'a Layout,
+    op: &str,
+) -> Result<(&'a CudaStorage, &'a Layout)> {
+    match s {
+        candle_core::Storage::Cuda(c) => Ok((c, l)),
+        _ => Err(candle_core::Error::Msg(format!("{op}: needs tensors on CUDA"))),
+    }
+}
+
 /// An uninitialised f32 buffer of `n` elements (every kernel below writes all of its output).
 fn output(dev: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
     // SAFETY: the kernel launched next writes every element before anything reads it.

@@ -81,16 +81,12 @@ pub(crate) fn sum_squares(t: &Tensor) -> candle_core::Result<Option<f64>> {
 pub(crate) fn sum_squares_on_device(tensors: &[&Tensor]) -> candle_core::Result<Option<f64>> {
     #[cfg(feature = "cuda")]
     if let Some(first) = tensors.first() {
-        let same = |t: &&Tensor| t.dtype() == DType::F32 && t.device().same_device(first.device());
-        if first.device().is_cuda() && tensors.iter().all(same) {
+        if tensors.iter().all(|t| super::cuda_f32(t) && t.device().same_device(first.device())) {
             let tensors = tensors.iter().map(|t| t.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
             let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
             let parts = guards
                 .iter()
-                .map(|(s, l)| match &**s {
-                    candle_core::Storage::Cuda(c) => Ok((c, *l)),
-                    _ => Err(candle_core::Error::Msg("sum-of-squares: a tensor left the GPU".into())),
-                })
+                .map(|(s, l)| super::cuda::storage(s, l, "sum-of-squares"))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             return Ok(Some(super::cuda::sum_squares(&parts)?));
         }

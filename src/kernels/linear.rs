@@ -3,8 +3,8 @@
 use super::cpu::{
     column_sums, float_dispatch, guarded, matmul, par_written, slice, slice_mut, threads, written, Float, View,
 };
-use super::Precision;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp2, Layout, Shape, Tensor};
+use super::{wide, Precision};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, InplaceOp2, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -92,7 +92,7 @@ impl CustomOp3 for Linear {
 /// operands are rounded to `p` (the CPU kernels compute in the tensors' own dtype).
 pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
     if x.device().is_cuda() {
-        let y = widened(rounded(x, p)?.matmul(&rounded(w, p)?.t()?)?)?;
+        let y = wide(&p.round(x)?.matmul(&p.round(w)?.t()?)?)?;
         y.inplace_op2(&b.contiguous()?, &BiasAdd)?;
         return Ok(y);
     }
@@ -102,8 +102,8 @@ pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_
 /// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     if g.device().is_cuda() {
-        let g_operand = rounded(g, p)?;
-        let dx = widened(g_operand.matmul(&rounded(w, p)?)?)?;
+        let g_operand = p.round(g)?;
+        let dx = wide(&g_operand.matmul(&p.round(w)?)?)?;
         let (dw, db) = device_weight_grads(x, g, &g_operand, p)?;
         return Ok((dx, dw, db));
     }
@@ -115,7 +115,7 @@ pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor, p: Precision) -> candle_
 /// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
 pub(crate) fn weight_grads(x: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
     if g.device().is_cuda() {
-        return device_weight_grads(x, g, &rounded(g, p)?, p);
+        return device_weight_grads(x, g, &p.round(g)?, p);
     }
     let g = g.contiguous()?;
     let dw = g.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
@@ -133,24 +133,7 @@ fn device_weight_grads(
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let (n, out) = g.dims2()?;
     let db = Tensor::ones((1, n), g.dtype(), g.device())?.matmul(g)?.reshape(out)?;
-    Ok((widened(g_operand.t()?.matmul(&rounded(x, p)?)?)?, db))
-}
-
-/// `t` as the operand of a cuBLAS product under `p`: rounded to bf16 for [`Precision::Bf16`].
-pub(crate) fn rounded(t: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
-    match p {
-        Precision::Bf16 if t.dtype() != DType::BF16 => t.to_dtype(DType::BF16),
-        _ => Ok(t.clone()),
-    }
-}
-
-/// A product's result in f32 (bf16 products are widened; others stay as they are).
-pub(crate) fn widened(t: Tensor) -> candle_core::Result<Tensor> {
-    if t.dtype() == DType::BF16 {
-        t.to_dtype(DType::F32)
-    } else {
-        Ok(t)
-    }
+    Ok((wide(&g_operand.t()?.matmul(&p.round(x)?)?)?, db))
 }
 
 /// One group of a grouped linear map: rows `rows` of the input go through weight `w` `[out, in]`
@@ -202,7 +185,7 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool, p: Precision) -> candle_
                 if forward {
                     apply(&rows, g.w, g.b, p)
                 } else {
-                    widened(rounded(&rows, p)?.matmul(&rounded(g.w, p)?)?)
+                    wide(&p.round(&rows)?.matmul(&p.round(g.w)?)?)
                 }
             })
             .collect::<candle_core::Result<Vec<_>>>()?;

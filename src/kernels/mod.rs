@@ -73,6 +73,12 @@ pub enum Kernels {
     Fused,
 }
 
+/// Whether `t` is what the CUDA kernels take: an f32 tensor on a GPU, in a build with the
+/// `cuda` feature.
+pub(crate) fn cuda_f32(t: &Tensor) -> bool {
+    cfg!(feature = "cuda") && t.device().is_cuda() && t.dtype() == candle_core::DType::F32
+}
+
 /// Whether candle keeps the graph of gradients (second order), which fused ops cannot follow.
 fn second_order_on() -> bool {
     std::env::var(SECOND_ORDER_SWITCH).is_ok_and(|s| !s.is_empty() && s != "0")
@@ -89,11 +95,7 @@ impl Kernels {
     /// graph, so unlike [`Kernels::fused_for`] it runs whether or not candle keeps second-order
     /// graphs.
     pub fn hand_written_for(self, t: &Tensor) -> bool {
-        let supported = match t.device() {
-            candle_core::Device::Cpu => cpu::supported(t.dtype()),
-            candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && t.dtype() == candle_core::DType::F32,
-            _ => false,
-        };
+        let supported = (t.device().is_cpu() && cpu::supported(t.dtype())) || cuda_f32(t);
         self == Kernels::Fused && supported
     }
 

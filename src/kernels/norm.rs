@@ -93,20 +93,29 @@ impl LayerNorm {
         wb: &Tensor,
         g: &[&Tensor],
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let name = "fused-layer-norm-grad";
         let d = x.dim(candle_core::D::Minus1)?;
         let n = x.elem_count() / d.max(1);
-        if x.device().is_cuda() && !g.is_empty() {
+        let packed = if x.device().is_cuda() && !g.is_empty() {
             // The sums of several inputs or output gradients are materialised first.
             let s = super::elementwise::combine(&std::iter::once(x).chain(r).collect::<Vec<_>>(), None)?;
             let g = super::elementwise::combine(g, None)?;
-            let packed = s.contiguous()?.apply_op3_no_bwd(
-                &g.contiguous()?,
-                &wb.contiguous()?,
-                &LayerNormGrad { eps: self.eps },
-            )?;
-            return Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?));
-        }
+            s.contiguous()?.apply_op3_no_bwd(&g.contiguous()?, &wb.contiguous()?, &LayerNormGrad { eps: self.eps })?
+        } else {
+            self.packed_grads_on_cpu(x, r, wb, g, (n, d))?
+        };
+        Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?))
+    }
+
+    /// [`LayerNorm::grads`] on the CPU, packed as `[rows + 2, d]` (no sum materialised).
+    fn packed_grads_on_cpu(
+        &self,
+        x: &Tensor,
+        r: Option<&Tensor>,
+        wb: &Tensor,
+        g: &[&Tensor],
+        (n, d): (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let name = "fused-layer-norm-grad";
         let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
         if !(std::iter::once(x).chain(r).chain(g.iter().copied()).all(on_cpu) && supported(x.dtype())) || g.is_empty() {
             return Err(candle_core::Error::Msg(format!(
@@ -126,8 +135,8 @@ impl LayerNorm {
             let g = gg.iter().map(|s| guarded::<T>(s, name)).collect::<candle_core::Result<Vec<_>>>()?;
             let out = backward(guarded::<T>(&xg, name)?, r, guarded::<T>(&wbg, name)?, &g, d, self.eps);
             Tensor::from_vec(out, (n + 2, d), x.device())
-        })?;
-        Ok((packed.narrow(0, 0, n)?.reshape(x.shape())?, packed.narrow(0, n, 2)?))
+        });
+        packed
     }
 }
 

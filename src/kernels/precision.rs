@@ -39,18 +39,24 @@ impl Precision {
     /// `t` as the operand of a matrix product: cast to bf16 under [`Precision::Bf16`]
     /// (differentiably), itself otherwise.
     pub fn operand(self, t: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Precision::Bf16 if t.dtype() != DType::BF16 => t.to_dtype(DType::BF16)?,
-            _ => t.clone(),
-        })
+        Ok(self.round(t)?)
+    }
+
+    /// [`Precision::operand`] with candle's error, for the kernels.
+    pub(crate) fn round(self, t: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Precision::Bf16 if t.dtype() != DType::BF16 => t.to_dtype(DType::BF16),
+            _ => Ok(t.clone()),
+        }
     }
 }
 
 /// `t` in f32 when it is in a half-precision dtype (bf16, f16), itself otherwise: where the
-/// reference ops take reductions (LayerNorm, softmax, GELU, cross-entropy) and residual sums.
-pub(crate) fn wide(t: &Tensor) -> Result<Tensor> {
-    Ok(match t.dtype() {
-        DType::BF16 | DType::F16 => t.to_dtype(DType::F32)?,
-        _ => t.clone(),
-    })
+/// reference ops take reductions (LayerNorm, softmax, GELU, cross-entropy) and residual sums,
+/// and where the kernels widen bf16 products.
+pub(crate) fn wide(t: &Tensor) -> candle_core::Result<Tensor> {
+    match t.dtype() {
+        DType::BF16 | DType::F16 => t.to_dtype(DType::F32),
+        _ => Ok(t.clone()),
+    }
 }

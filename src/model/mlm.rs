@@ -284,7 +284,7 @@ impl MlmModel {
     /// f32/f64 only).
     fn hand_written(&self, params: &[Tensor]) -> bool {
         params.first().is_some_and(|p| {
-            let precision_fits = self.precision == Precision::Fp32 || (p.device().is_cuda() && p.dtype() == DType::F32);
+            let precision_fits = self.precision == Precision::Fp32 || crate::kernels::cuda_f32(p);
             precision_fits && self.kernels.hand_written_for(p)
         })
     }
@@ -313,7 +313,7 @@ impl MlmModel {
         let hidden = self.hidden_with(params, batch, rng)?;
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let picked = hidden.index_select(&positions, 0)?;
-        wide(&self.linear(&picked, &params[self.emb.tok], &params[self.emb.out_bias])?)
+        Ok(wide(&self.linear(&picked, &params[self.emb.tok], &params[self.emb.out_bias])?)?)
     }
 
     /// Final hidden states `[rows·cols, d]` of the encoder for `batch`.
@@ -328,7 +328,7 @@ impl MlmModel {
             }
         }
         let lang = self.config.languages.index(&batch.lang)?;
-        let (_, x) = self.embeddings(params, batch, Some(lang))?;
+        let x = self.embeddings(params, batch, Some(lang))?;
         let p = |i: usize| &params[i];
         let x = self.ops().layer_norm(&x, None, p(self.emb.ln_w), p(self.emb.ln_b), self.config.ln_eps)?;
         let mut x = dropout(&x, self.config.dropout, rng.as_deref_mut())?;
@@ -341,9 +341,9 @@ impl MlmModel {
         Ok(x)
     }
 
-    /// The token ids `[batch·seq]` and the summed token, position (and, given a `lang`,
-    /// language) embeddings `[batch·seq, d]` before their LayerNorm.
-    fn embeddings(&self, params: &[Tensor], batch: &MlmBatch, lang: Option<usize>) -> Result<(Tensor, Tensor)> {
+    /// The summed token, position (and, given a `lang`, language) embeddings `[batch·seq, d]`
+    /// before their LayerNorm.
+    fn embeddings(&self, params: &[Tensor], batch: &MlmBatch, lang: Option<usize>) -> Result<Tensor> {
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ids = Tensor::from_slice(&batch.tokens, b * s, &self.device)?;
         let mut x = params[self.emb.tok].index_select(&ids, 0)?.reshape((b, s, d))?;
@@ -351,7 +351,7 @@ impl MlmModel {
         if let (Some(l), Some(lang)) = (self.emb.lang, lang) {
             x = x.broadcast_add(&params[l].narrow(0, lang, 1)?)?;
         }
-        Ok((ids, x.reshape((b * s, d))?))
+        Ok(x.reshape((b * s, d))?)
     }
 
     /// One post-LN block: `LN(x + A(attn(x)))`, then `LN(x + A(ffn(x)))`, where `A` is the

@@ -56,12 +56,16 @@ struct BlockTape {
     mask1: Option<Tensor>,
     attn_adapter: Option<AdapterTape>,
     a: Tensor,
+    /// The first LayerNorm's stacked scale and shift (as the fused op takes them).
+    wb1: Tensor,
     x1: Tensor,
     f1: Tensor,
     g1: Tensor,
     mask2: Option<Tensor>,
     ffn_adapter: Option<AdapterTape>,
     f: Tensor,
+    /// The second LayerNorm's stacked scale and shift.
+    wb2: Tensor,
 }
 
 /// Gradients in registry order, summed as they arrive.
@@ -217,7 +221,7 @@ impl MlmModel {
         let (batch, segments) = self.merged(batches)?;
         let (b, s, d) = (batch.rows, batch.cols, self.config.d_model);
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let (_, mut e) = self.embeddings(params, &batch, None)?;
+        let mut e = self.embeddings(params, &batch, None)?;
         let token_langs = match self.emb.lang {
             Some(l) => {
                 let langs = segments.iter().flat_map(|g| std::iter::repeat_n(g.lang as u32, g.len)).collect::<Vec<_>>();
@@ -307,14 +311,16 @@ impl MlmModel {
         let attn = |a: &BlockAdapters| a.attn;
         let (a, attn_adapter) = self.adapter_forward(params, adapters, attn, segments, masked(&o, &mask1)?)?;
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
-        let x1 = x.apply_op3_no_bwd(&a, &norm_params(params, ids.ln1)?, &ln)?;
+        let wb1 = norm_params(params, ids.ln1)?;
+        let x1 = x.apply_op3_no_bwd(&a, &wb1, &ln)?;
         let f1 = lin(&x1, ids.fc1)?;
         let g1 = gelu::apply(&f1)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
         let ffn = |a: &BlockAdapters| a.ffn;
         let (f, ffn_adapter) = self.adapter_forward(params, adapters, ffn, segments, masked(&f2, &mask2)?)?;
-        let out = x1.apply_op3_no_bwd(&f, &norm_params(params, ids.ln2)?, &ln)?;
+        let wb2 = norm_params(params, ids.ln2)?;
+        let out = x1.apply_op3_no_bwd(&f, &wb2, &ln)?;
         let tape = BlockTape {
             x: x.clone(),
             q,
@@ -325,12 +331,14 @@ impl MlmModel {
             mask1,
             attn_adapter,
             a,
+            wb1,
             x1,
             f1,
             g1,
             mask2,
             ffn_adapter,
             f,
+            wb2,
         };
         Ok((tape, out))
     }
@@ -349,8 +357,7 @@ impl MlmModel {
         grads: &mut Grads,
     ) -> Result<Tensor> {
         let (ln, prec) = (norm::LayerNorm { eps: self.config.ln_eps }, self.precision);
-        let wb2 = norm_params(params, ids.ln2)?;
-        let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &wb2, &[dout])?;
+        let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &t.wb2, &[dout])?;
         grads.norm(ids.ln2, &dwb2)?;
         let ffn = |a: &BlockAdapters| a.ffn;
         let df2 = self.adapter_backward(params, adapters, ffn, segments, t.ffn_adapter, &ds2, &t.mask2, grads)?;
@@ -359,8 +366,7 @@ impl MlmModel {
         let df1 = gelu::grads(&t.f1, &dg1)?;
         let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1, prec)?;
         grads.linear(ids.fc1, dw, db)?;
-        let wb1 = norm_params(params, ids.ln1)?;
-        let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &wb1, &[&ds2, &dx1])?;
+        let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &t.wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
         let attn = |a: &BlockAdapters| a.attn;
         let dop = self.adapter_backward(params, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
