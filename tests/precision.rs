@@ -1,5 +1,7 @@
 //! Mixed precision (`precision: "bf16"`): bf16 matrix products over fp32 master weights
-//! follow fp32 — forward, every gradient, and the loss curve of a short training run.
+//! follow fp32 — forward, every gradient, and the loss curve of a short training run — on
+//! both paths: the hand-written pass (f32 kernels on operands rounded to bf16) and the
+//! reference ops (candle's bf16 products, under autograd).
 
 #[path = "common/synthetic.rs"]
 mod synthetic;
@@ -35,7 +37,14 @@ fn norm(t: &Tensor) -> f64 {
 
 #[test]
 fn bf16_loss_and_every_gradient_follow_fp32() {
+    for kernels in [Kernels::Fused, Kernels::Reference] {
+        bf16_gradients_follow_fp32(kernels);
+    }
+}
+
+fn bf16_gradients_follow_fp32(kernels: Kernels) {
     let mut model = MlmModel::new(model_config(97, 8), 3, DType::F32, &Device::Cpu).unwrap();
+    model.set_kernels(kernels);
     let mut rng = stream(5, Purpose::Batch, 0);
     let (rows, cols) = (4, 32);
     let tokens: Vec<u32> = (0..rows * cols).map(|_| rng.random_range(5..97)).collect();
@@ -68,11 +77,11 @@ fn bf16_loss_and_every_gradient_follow_fp32() {
         }
         let cosine = (g32 * g16).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64 / (n32 * norm(g16));
         let relative = norm(&(g32 - g16).unwrap()) / n32;
-        assert!(cosine > 0.995 && relative < 0.1, "{}: cosine {cosine}, relative gap {relative}", info.name);
+        assert!(cosine > 0.995 && relative < 0.1, "{} ({kernels:?}): cosine {cosine}, gap {relative}", info.name);
         (worst_cosine, worst_gap) = (worst_cosine.min(cosine), worst_gap.max(relative));
     }
     eprintln!(
-        "loss gap {:.2e}; gradients: worst cosine {worst_cosine:.5}, worst relative gap {worst_gap:.3}",
+        "{kernels:?}: loss gap {:.2e}; gradients: worst cosine {worst_cosine:.5}, worst relative gap {worst_gap:.3}",
         (l16 - l32).abs() / l32
     );
 }
@@ -83,6 +92,12 @@ fn data() -> MlmData {
 
 #[test]
 fn bf16_training_follows_the_fp32_loss_curve() {
+    for kernels in [Kernels::Fused, Kernels::Reference] {
+        bf16_curve_follows_fp32(kernels);
+    }
+}
+
+fn bf16_curve_follows_fp32(kernels: Kernels) {
     let data = data();
     let curve = |precision: Precision| {
         let model = MlmModel::new(model_config(data.vocab_size(), 16), 7, DType::F32, &Device::Cpu).unwrap();
@@ -94,7 +109,7 @@ fn bf16_training_follows_the_fp32_loss_curve() {
             lr: 2e-3,
             warmup_steps: 5,
             seed: 11,
-            kernels: Kernels::Reference,
+            kernels,
             precision,
             ..TrainConfig::default()
         };
@@ -107,11 +122,11 @@ fn bf16_training_follows_the_fp32_loss_curve() {
     // run learns as much.
     let worst = fp32.iter().zip(&bf16).map(|(a, b)| (a - b).abs() / a).fold(0.0, f64::max);
     eprintln!(
-        "worst step loss gap {worst:.2e}; loss {:.3} → {:.3} (fp32), {:.3} → {:.3} (bf16)",
+        "{kernels:?}: worst step loss gap {worst:.2e}; loss {:.3} → {:.3} (fp32), {:.3} → {:.3} (bf16)",
         fp32[0], fp32[39], bf16[0], bf16[39]
     );
     for (step, (a, b)) in fp32.iter().zip(&bf16).enumerate() {
-        assert!((a - b).abs() <= 0.01 * a, "step {step}: loss {b} (bf16) vs {a} (fp32)");
+        assert!((a - b).abs() <= 0.01 * a, "{kernels:?} step {step}: loss {b} (bf16) vs {a} (fp32)");
     }
     let drop = |c: &[f64]| c[..5].iter().sum::<f64>() / 5.0 - c[35..].iter().sum::<f64>() / 5.0;
     assert!(drop(&fp32) > 0.3 && (drop(&bf16) - drop(&fp32)).abs() < 0.1 * drop(&fp32), "{fp32:?}\n{bf16:?}");

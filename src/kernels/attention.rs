@@ -377,9 +377,8 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
-/// The probabilities of `op` for queries `q` and keys `k` (`[batch·seq, d]`), without autograd.
-/// On CUDA the products' operands are rounded to `prec` (the CPU kernels compute in the
-/// tensors' own dtype); the softmax is f32.
+/// The probabilities of `op` for queries `q` and keys `k` (`[batch·seq, d]`), without autograd:
+/// the products' operands rounded to `prec` ([`Precision::round`]), the softmax in f32.
 pub(crate) fn probabilities(
     q: &Tensor,
     k: &Tensor,
@@ -387,7 +386,7 @@ pub(crate) fn probabilities(
     prec: Precision,
 ) -> candle_core::Result<Tensor> {
     if !q.device().is_cuda() {
-        return q.apply_op2_no_bwd(k, op);
+        return prec.round(q)?.apply_op2_no_bwd(&prec.round(k)?, op);
     }
     let (n, _) = q.dims2()?;
     let heads = |t: &Tensor| prec.round(&heads_major(t, op.heads, op.seq)?);
@@ -413,7 +412,8 @@ pub(crate) fn context(
     prec: Precision,
 ) -> candle_core::Result<Tensor> {
     if !p.device().is_cuda() {
-        return p.apply_op2_no_bwd(v, &HeadProduct { product: Product::Context, heads, seq });
+        let op = HeadProduct { product: Product::Context, heads, seq };
+        return prec.round(p)?.contiguous()?.apply_op2_no_bwd(&prec.round(v)?, &op);
     }
     rows_major(&wide(&prec.round(p)?.matmul(&prec.round(&heads_major(v, heads, seq)?)?)?)?)
 }
@@ -575,8 +575,8 @@ pub(crate) fn context_grads(
         let dv = wide(&prec.round(p)?.t()?.matmul(&g)?)?;
         return Ok((dp, rows_major(&dv)?));
     }
-    let g = g.contiguous()?;
-    let dp = g.apply_op2_no_bwd(v, &HeadProduct { product: Product::ContextGradP, heads, seq })?;
+    let (p, v, g) = (prec.round(p)?, prec.round(v)?, prec.round(g)?.contiguous()?);
+    let dp = g.apply_op2_no_bwd(&v, &HeadProduct { product: Product::ContextGradP, heads, seq })?;
     let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads, seq })?;
     Ok((dp, dv))
 }
@@ -599,8 +599,9 @@ pub(crate) fn probabilities_grads(
         let dk = wide(&ds.t()?.matmul(&prec.round(&heads_major(q, heads, seq)?)?)?)?;
         return Ok((rows_major(&dq)?, rows_major(&dk)?));
     }
-    let dq = ds.apply_op2_no_bwd(k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
-    let dk = ds.apply_op2_no_bwd(q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
+    let (ds, q, k) = (prec.round(&ds)?, prec.round(q)?, prec.round(k)?);
+    let dq = ds.apply_op2_no_bwd(&k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
+    let dk = ds.apply_op2_no_bwd(&q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
     Ok((dq, dk))
 }
 

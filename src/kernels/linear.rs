@@ -88,38 +88,47 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// `y = x · wᵀ + b` without autograd (for hand-written backward passes); on CUDA the product's
-/// operands are rounded to `p` (the CPU kernels compute in the tensors' own dtype).
+/// `y = x · wᵀ + b` without autograd (for hand-written backward passes), the product's
+/// operands rounded to `p` ([`Precision::round`]; the bias is added in f32).
 pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
+    let (x, w) = (p.round(x)?, p.round(w)?);
     if x.device().is_cuda() {
-        let y = wide(&p.round(x)?.matmul(&p.round(w)?.t()?)?)?;
+        let y = wide(&x.matmul(&w.t()?)?)?;
         y.inplace_op2(&b.contiguous()?, &BiasAdd)?;
         return Ok(y);
     }
     x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear)
 }
 
-/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
+/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands of the products, `g` among them,
+/// as in [`apply`]; the bias gradient sums `g` itself).
 pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let g_operand = p.round(g)?;
     if g.device().is_cuda() {
-        let g_operand = p.round(g)?;
         let dx = wide(&g_operand.matmul(&p.round(w)?)?)?;
         let (dw, db) = device_weight_grads(x, g, &g_operand, p)?;
         return Ok((dx, dw, db));
     }
-    let dx = g.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Product { lhs_transposed: false })?;
-    let (dw, db) = weight_grads(x, g, p)?;
+    let dx =
+        g_operand.contiguous()?.apply_op2_no_bwd(&p.round(w)?.contiguous()?, &Product { lhs_transposed: false })?;
+    let (dw, db) = cpu_weight_grads(x, g, &g_operand, p)?;
     Ok((dx, dw, db))
 }
 
-/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`apply`]).
+/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`grads`]).
 pub(crate) fn weight_grads(x: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
+    let g_operand = p.round(g)?;
     if g.device().is_cuda() {
-        return device_weight_grads(x, g, &p.round(g)?, p);
+        return device_weight_grads(x, g, &g_operand, p);
     }
-    let g = g.contiguous()?;
-    let dw = g.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
-    Ok((dw, g.apply_op1_no_bwd(&ColumnSum)?))
+    cpu_weight_grads(x, g, &g_operand, p)
+}
+
+/// [`weight_grads`] on the CPU kernels, with `g` already rounded to `p` as `g_operand`.
+fn cpu_weight_grads(x: &Tensor, g: &Tensor, g_operand: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
+    let x = p.round(x)?.contiguous()?;
+    let dw = g_operand.contiguous()?.apply_op2_no_bwd(&x, &Product { lhs_transposed: true })?;
+    Ok((dw, g.contiguous()?.apply_op1_no_bwd(&ColumnSum)?))
 }
 
 /// [`weight_grads`] on cuBLAS, with `g` already rounded to `p` as `g_operand`. The bias
@@ -159,9 +168,9 @@ pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group], p: Precision) ->
 /// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group (operands as in [`apply`]).
 fn grouped(a: &Tensor, groups: &[Group], forward: bool, p: Precision) -> candle_core::Result<Tensor> {
     let name = if forward { "grouped-linear" } else { "grouped-linear-grad" };
-    let a = a.contiguous()?;
+    let a = p.round(a)?.contiguous()?;
     let (n, k) = a.dims2()?;
-    let ws = groups.iter().map(|g| g.w.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+    let ws = groups.iter().map(|g| p.round(g.w)?.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
     let (out, inp) = ws.first().map_or(Ok((0, 0)), |w| w.dims2())?;
     let cols = if forward { out } else { inp };
     let covered = groups.iter().try_fold(0, |at, g| (g.rows.start == at && g.rows.end >= at).then_some(g.rows.end));

@@ -22,7 +22,9 @@
 //! other ops are the kernels of `cuda.cu` (`cuda.rs` launches them): LayerNorm and its
 //! backward, GELU, the attention softmax, the cross-entropy, rows scattered by index, head
 //! layouts, bias adds, dropout masks (`dropout`), sums of squares and AdamW over all tensors
-//! in one launch. On the CPU [`Precision::Bf16`] runs on the reference ops.
+//! in one launch. On the CPU, [`Precision::Bf16`] runs the f32 kernels on operands rounded to
+//! bf16 values (`Precision::round`): products of bf16 values accumulated in f32, as cuBLAS
+//! computes them.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};

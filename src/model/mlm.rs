@@ -280,11 +280,10 @@ impl MlmModel {
     }
 
     /// Whether [`MlmModel::loss_and_grads`] takes the hand-written pass for `params`: on the
-    /// fused kernels, in fp32, or in bf16 on CUDA (cuBLAS's bf16 products; the CPU kernels are
-    /// f32/f64 only).
+    /// fused kernels, in fp32, or in bf16 over f32 master weights.
     fn hand_written(&self, params: &[Tensor]) -> bool {
         params.first().is_some_and(|p| {
-            let precision_fits = self.precision == Precision::Fp32 || crate::kernels::cuda_f32(p);
+            let precision_fits = self.precision == Precision::Fp32 || p.dtype() == DType::F32;
             precision_fits && self.kernels.hand_written_for(p)
         })
     }

@@ -23,7 +23,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What the adapters `h + up(gelu(down(h)))` of a block position keep for their backward pass
-/// (all segments' rows, each through its language's adapter).
+/// (all segments' rows, each through its language's adapter); `h` and `act` as product
+/// operands (rounded to the model's precision).
 struct AdapterTape {
     h: Tensor,
     down: Tensor,
@@ -45,13 +46,18 @@ struct Segment {
     targets: usize,
 }
 
-/// What a block keeps for its backward pass.
+/// What a block keeps for its backward pass. Tensors that only matrix products read are kept
+/// as product operands (rounded to the model's precision once, in the forward pass); `x`,
+/// `x1` and the attention probabilities are kept both ways, as the LayerNorm and softmax
+/// backward passes need them in f32.
 struct BlockTape {
     x: Tensor,
+    x_operand: Tensor,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     probs: Tensor,
+    probs_operand: Tensor,
     ctx: Tensor,
     mask1: Option<Tensor>,
     attn_adapter: Option<AdapterTape>,
@@ -59,6 +65,7 @@ struct BlockTape {
     /// The first LayerNorm's stacked scale and shift (as the fused op takes them).
     wb1: Tensor,
     x1: Tensor,
+    x1_operand: Tensor,
     f1: Tensor,
     g1: Tensor,
     mask2: Option<Tensor>,
@@ -236,19 +243,20 @@ impl MlmModel {
         let mask0 = dropout_mask(&h0, self.config.dropout, rng.as_deref_mut())?;
         let mut h = masked(&h0, &mask0)?;
         let padded = padding_flags(&batch).map(Arc::new);
+        let weights = self.product_operands(params, &segments)?;
         let mut tapes = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let adapters = self.segment_adapters(i, &segments);
             let (tape, out) =
-                self.block_forward(params, block, &adapters, &segments, &h, s, padded.clone(), rng.as_deref_mut())?;
+                self.block_forward(&weights, block, &adapters, &segments, &h, s, padded.clone(), rng.as_deref_mut())?;
             tapes.push(tape);
             h = out;
         }
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
-        let picked = h.index_select(&positions, 0)?;
         let (tok, out_bias, prec) = (self.emb.tok, self.emb.out_bias, self.precision);
-        let logits = linear::apply(&picked, &params[tok], &params[out_bias], prec)?;
+        let picked = prec.round(&h.index_select(&positions, 0)?)?;
+        let logits = linear::apply(&picked, &weights[tok], &params[out_bias], prec)?;
         let (target_losses, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
         // Each segment's mean, where the losses are (on a GPU, without waiting for it).
         let losses = segments
@@ -260,13 +268,13 @@ impl MlmModel {
             .collect::<Result<Vec<_>>>()?;
 
         let mut grads = Grads(vec![None; params.len()]);
-        let (dpicked, dtok, dbias) = linear::grads(&picked, &params[tok], &dlogits, prec)?;
+        let (dpicked, dtok, dbias) = linear::grads(&picked, &weights[tok], &dlogits, prec)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
         let mut dh = scatter_add(&dpicked, &batch.positions, b * s)?;
         for (i, (block, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
             let adapters = self.segment_adapters(i, &segments);
-            dh = self.block_backward(params, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
+            dh = self.block_backward(&weights, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
         }
         let (de, dwb0) = ln.grads(&e, None, &wb0, &[&masked(&dh, &mask0)?])?;
         grads.norm(LinearIds { w: self.emb.ln_w, b: self.emb.ln_b }, &dwb0)?;
@@ -279,6 +287,27 @@ impl MlmModel {
         Ok((losses, grads.0))
     }
 
+    /// The parameters as the blocks and the output layer read them: the weight matrices that
+    /// this pass multiplies by (shared layers, the segments' adapters, the tied output
+    /// projection) rounded once to the products' precision (the same tensors under fp32),
+    /// all others as they are. The embedding lookups read the parameters themselves.
+    fn product_operands(&self, params: &[Tensor], segments: &[Segment]) -> Result<Vec<Tensor>> {
+        let mut multiplied = vec![false; params.len()];
+        multiplied[self.emb.tok] = true;
+        for (i, block) in self.blocks.iter().enumerate() {
+            for l in [block.q, block.k, block.v, block.o, block.fc1, block.fc2] {
+                multiplied[l.w] = true;
+            }
+            for a in self.segment_adapters(i, segments).into_iter().flatten() {
+                for l in [a.attn.down, a.attn.up, a.ffn.down, a.ffn.up] {
+                    multiplied[l.w] = true;
+                }
+            }
+        }
+        let prec = self.precision;
+        params.iter().zip(multiplied).map(|(p, m)| Ok(if m { prec.round(p)? } else { p.clone() })).collect()
+    }
+
     /// Each segment's language adapters in block `block` (`None`s without adapters).
     fn segment_adapters(&self, block: usize, segments: &[Segment]) -> Vec<Option<BlockAdapters>> {
         segments.iter().map(|g| self.adapters.get(g.lang).map(|a| a[block])).collect()
@@ -289,6 +318,8 @@ impl MlmModel {
         Probabilities::new(self.config.heads, seq, self.config.d_model, padded)
     }
 
+    /// Block `ids` on `x` (the parameters `params` as [`product_operands`] gives them), and
+    /// what its backward pass needs.
     #[allow(clippy::too_many_arguments)]
     fn block_forward(
         &self,
@@ -303,9 +334,11 @@ impl MlmModel {
     ) -> Result<(BlockTape, Tensor)> {
         let prec = self.precision;
         let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b], prec);
-        let (q, key, v) = (lin(x, ids.q)?, lin(x, ids.k)?, lin(x, ids.v)?);
+        let x_operand = prec.round(x)?;
+        let (q, key, v) = (lin(&x_operand, ids.q)?, lin(&x_operand, ids.k)?, lin(&x_operand, ids.v)?);
         let probs = probabilities(&q, &key, &self.probabilities(seq, padded), prec)?;
-        let ctx = context(&probs, &v, self.config.heads, seq, prec)?;
+        let probs_operand = prec.round(&probs)?;
+        let ctx = prec.round(&context(&probs_operand, &v, self.config.heads, seq, prec)?)?;
         let o = lin(&ctx, ids.o)?;
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
         let attn = |a: &BlockAdapters| a.attn;
@@ -313,8 +346,9 @@ impl MlmModel {
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let wb1 = norm_params(params, ids.ln1)?;
         let x1 = x.apply_op3_no_bwd(&a, &wb1, &ln)?;
-        let f1 = lin(&x1, ids.fc1)?;
-        let g1 = gelu::apply(&f1)?;
+        let x1_operand = prec.round(&x1)?;
+        let f1 = lin(&x1_operand, ids.fc1)?;
+        let g1 = prec.round(&gelu::apply(&f1)?)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
         let ffn = |a: &BlockAdapters| a.ffn;
@@ -323,16 +357,19 @@ impl MlmModel {
         let out = x1.apply_op3_no_bwd(&f, &wb2, &ln)?;
         let tape = BlockTape {
             x: x.clone(),
+            x_operand,
             q,
             k: key,
             v,
             probs,
+            probs_operand,
             ctx,
             mask1,
             attn_adapter,
             a,
             wb1,
             x1,
+            x1_operand,
             f1,
             g1,
             mask2,
@@ -343,7 +380,8 @@ impl MlmModel {
         Ok((tape, out))
     }
 
-    /// Returns `d x` of the block given `d out`, adding the block's parameter gradients.
+    /// Returns `d x` of the block given `d out`, adding the block's parameter gradients
+    /// (`params` as in [`MlmModel::block_forward`]).
     #[allow(clippy::too_many_arguments)]
     fn block_backward(
         &self,
@@ -364,7 +402,7 @@ impl MlmModel {
         let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2, prec)?;
         grads.linear(ids.fc2, dw, db)?;
         let df1 = gelu::grads(&t.f1, &dg1)?;
-        let (dx1, dw, db) = linear::grads(&t.x1, &params[ids.fc1.w], &df1, prec)?;
+        let (dx1, dw, db) = linear::grads(&t.x1_operand, &params[ids.fc1.w], &df1, prec)?;
         grads.linear(ids.fc1, dw, db)?;
         let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &t.wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
@@ -372,11 +410,11 @@ impl MlmModel {
         let dop = self.adapter_backward(params, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
         let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop, prec)?;
         grads.linear(ids.o, dw, db)?;
-        let (dp, dv) = context_grads(&t.probs, &t.v, &dctx, self.config.heads, seq, prec)?;
+        let (dp, dv) = context_grads(&t.probs_operand, &t.v, &dctx, self.config.heads, seq, prec)?;
         let (dq, dk) = probabilities_grads(&t.q, &t.k, &t.probs, &dp, &self.probabilities(seq, None), prec)?;
         let mut dx = vec![ds1];
         for (l, g) in [(ids.q, dq), (ids.k, dk), (ids.v, dv)] {
-            let (dxi, dw, db) = linear::grads(&t.x, &params[l.w], &g, prec)?;
+            let (dxi, dw, db) = linear::grads(&t.x_operand, &params[l.w], &g, prec)?;
             grads.linear(l, dw, db)?;
             dx.push(dxi);
         }
@@ -396,10 +434,11 @@ impl MlmModel {
     ) -> Result<(Tensor, Option<AdapterTape>)> {
         let Some(ids) = adapter_ids(adapters, pick)? else { return Ok((h, None)) };
         let prec = self.precision;
-        let down = linear::apply_grouped(&h, &groups(params, segments, &ids, |a| a.down), prec)?;
-        let act = gelu::apply(&down)?;
+        let h_operand = prec.round(&h)?;
+        let down = linear::apply_grouped(&h_operand, &groups(params, segments, &ids, |a| a.down), prec)?;
+        let act = prec.round(&gelu::apply(&down)?)?;
         let out = combine(&[&h, &linear::apply_grouped(&act, &groups(params, segments, &ids, |a| a.up), prec)?], None)?;
-        Ok((out, Some(AdapterTape { h, down, act })))
+        Ok((out, Some(AdapterTape { h: h_operand, down, act })))
     }
 
     /// `d h ⊙ mask` of [`MlmModel::adapter_forward`] (or of the identity, without adapters)
