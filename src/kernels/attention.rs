@@ -7,7 +7,7 @@
 
 use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, written, Float, SharedMut, View};
 use super::wide;
-use super::Precision;
+use super::{Operand, Precision};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -78,19 +78,19 @@ impl Dims {
     }
 }
 
-/// One operand of a per-head product: its layout and whether it is read transposed.
+/// One side of a per-head product: its layout and whether it is read transposed.
 #[derive(Clone, Copy, Debug)]
-struct Operand {
+struct Side {
     grid: Grid,
     transposed: bool,
 }
 
-const fn operand(grid: Grid, transposed: bool) -> Operand {
-    Operand { grid, transposed }
+const fn operand(grid: Grid, transposed: bool) -> Side {
+    Side { grid, transposed }
 }
 
 /// `out[b, h] = lhs[b, h] · rhs[b, h]` for every sequence and head, one task per pair.
-fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], Operand)) -> Vec<T> {
+fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Side), rhs: (&[T], Side)) -> Vec<T> {
     let len = dims.shape(out).elem_count();
     // Every product here is at least this small in each of m, n and k.
     let smallest = dims.seq.min(dims.dh());
@@ -100,7 +100,7 @@ fn per_head<T: Float>(dims: Dims, out: Grid, lhs: (&[T], Operand), rhs: (&[T], O
 }
 
 /// The tasks of [`per_head`], writing into `ptr`.
-fn fill_per_head<T: Float>(dims: Dims, out: Grid, ptr: SharedMut<T>, lhs: (&[T], Operand), rhs: (&[T], Operand)) {
+fn fill_per_head<T: Float>(dims: Dims, out: Grid, ptr: SharedMut<T>, lhs: (&[T], Side), rhs: (&[T], Side)) {
     (0..dims.batch * dims.heads).into_par_iter().for_each(|task| {
         let (b, h) = (task / dims.heads, task % dims.heads);
         let (dv, (m, n)) = dims.view(out, b, h);
@@ -136,7 +136,7 @@ pub(crate) enum Product {
 
 impl Product {
     /// Layouts of (lhs, rhs, output).
-    fn operands(self) -> (Operand, Operand, Grid) {
+    fn operands(self) -> (Side, Side, Grid) {
         use Grid::{Rows, Square};
         match self {
             Product::Context => (operand(Square, false), operand(Rows, false), Rows),
@@ -206,7 +206,8 @@ impl CustomOp2 for HeadProduct {
         if self.product != Product::Context {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         }
-        let (dp, dv) = context_grads(p, v, g, self.heads, self.seq, Precision::Fp32)?;
+        let p = Operand::new(p, Precision::Fp32)?;
+        let (dp, dv) = context_grads(&p, v, g, self.heads, self.seq, Precision::Fp32)?;
         Ok((Some(dp), Some(dv)))
     }
 }
@@ -402,10 +403,10 @@ pub(crate) fn probabilities(
     scores.apply_op2_no_bwd(&bias, &ScaledSoftmax { scale: op.scale })
 }
 
-/// `context = P · V` per head (`[batch·seq, d]`), without autograd (operands as in
-/// [`probabilities`]).
+/// `context = P · V` per head (`[batch·seq, d]`), without autograd: `p` is an operand already,
+/// `v` is rounded to `prec` here.
 pub(crate) fn context(
-    p: &Tensor,
+    p: &Operand,
     v: &Tensor,
     heads: usize,
     seq: usize,
@@ -413,9 +414,9 @@ pub(crate) fn context(
 ) -> candle_core::Result<Tensor> {
     if !p.device().is_cuda() {
         let op = HeadProduct { product: Product::Context, heads, seq };
-        return prec.round(p)?.contiguous()?.apply_op2_no_bwd(&prec.round(v)?, &op);
+        return p.contiguous()?.apply_op2_no_bwd(&prec.round(v)?, &op);
     }
-    rows_major(&wide(&prec.round(p)?.matmul(&prec.round(&heads_major(v, heads, seq)?)?)?)?)
+    rows_major(&wide(&p.matmul(&prec.round(&heads_major(v, heads, seq)?)?)?)?)
 }
 
 /// `[batch·seq, d]` with the heads side by side as a contiguous `[batch, heads, seq, d/heads]`
@@ -559,10 +560,10 @@ impl CustomOp2 for ScaledSoftmax {
     }
 }
 
-/// `(dP, dV)` of `context = P · V` per head given `g = d context` (operands as in
-/// [`probabilities`]).
+/// `(dP, dV)` of `context = P · V` per head given `g = d context` (`v` and `g` rounded to
+/// `prec` here, as in [`context`]).
 pub(crate) fn context_grads(
-    p: &Tensor,
+    p: &Operand,
     v: &Tensor,
     g: &Tensor,
     heads: usize,
@@ -572,10 +573,10 @@ pub(crate) fn context_grads(
     if p.device().is_cuda() {
         let g = prec.round(&heads_major(g, heads, seq)?)?;
         let dp = wide(&g.matmul(&prec.round(&heads_major(v, heads, seq)?)?.t()?)?)?;
-        let dv = wide(&prec.round(p)?.t()?.matmul(&g)?)?;
+        let dv = wide(&p.t()?.matmul(&g)?)?;
         return Ok((dp, rows_major(&dv)?));
     }
-    let (p, v, g) = (prec.round(p)?, prec.round(v)?, prec.round(g)?.contiguous()?);
+    let (v, g) = (prec.round(v)?, prec.round(g)?.contiguous()?);
     let dp = g.apply_op2_no_bwd(&v, &HeadProduct { product: Product::ContextGradP, heads, seq })?;
     let dv = p.apply_op2_no_bwd(&g, &HeadProduct { product: Product::ContextGradV, heads, seq })?;
     Ok((dp, dv))

@@ -3,7 +3,7 @@
 use super::cpu::{
     column_sums, float_dispatch, guarded, matmul, par_written, slice, slice_mut, threads, written, Float, View,
 };
-use super::{wide, Precision};
+use super::{wide, Operand, Precision};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, InplaceOp2, Layout, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -83,15 +83,15 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = grads(x, w, g, Precision::Fp32)?;
+        let exact = |t: &Tensor| Operand::new(t, Precision::Fp32);
+        let (dx, dw, db) = grads(&exact(x)?, &exact(w)?, g, Precision::Fp32)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// `y = x · wᵀ + b` without autograd (for hand-written backward passes), the product's
-/// operands rounded to `p` ([`Precision::round`]; the bias is added in f32).
-pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_core::Result<Tensor> {
-    let (x, w) = (p.round(x)?, p.round(w)?);
+/// `y = x · wᵀ + b` without autograd (for hand-written backward passes), on operands rounded
+/// to the pass's precision; the bias is added in f32.
+pub(crate) fn apply(x: &Operand, w: &Operand, b: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cuda() {
         let y = wide(&x.matmul(&w.t()?)?)?;
         y.inplace_op2(&b.contiguous()?, &BiasAdd)?;
@@ -100,77 +100,75 @@ pub(crate) fn apply(x: &Tensor, w: &Tensor, b: &Tensor, p: Precision) -> candle_
     x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear)
 }
 
-/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands of the products, `g` among them,
-/// as in [`apply`]; the bias gradient sums `g` itself).
-pub(crate) fn grads(x: &Tensor, w: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let g_operand = p.round(g)?;
+/// `(dx, dw, db)` of `y = x · wᵀ + b` given `g = dy`: the products read `g` rounded to `p`,
+/// the bias gradient sums `g` itself.
+pub(crate) fn grads(
+    x: &Operand,
+    w: &Operand,
+    g: &Tensor,
+    p: Precision,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let g_operand = Operand::new(g, p)?;
     if g.device().is_cuda() {
-        let dx = wide(&g_operand.matmul(&p.round(w)?)?)?;
-        let (dw, db) = device_weight_grads(x, g, &g_operand, p)?;
+        let dx = wide(&g_operand.matmul(w)?)?;
+        let (dw, db) = device_weight_grads(x, g, &g_operand)?;
         return Ok((dx, dw, db));
     }
-    let dx =
-        g_operand.contiguous()?.apply_op2_no_bwd(&p.round(w)?.contiguous()?, &Product { lhs_transposed: false })?;
-    let (dw, db) = cpu_weight_grads(x, g, &g_operand, p)?;
+    let dx = g_operand.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Product { lhs_transposed: false })?;
+    let (dw, db) = cpu_weight_grads(x, g, &g_operand)?;
     Ok((dx, dw, db))
 }
 
-/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (operands as in [`grads`]).
-pub(crate) fn weight_grads(x: &Tensor, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
-    let g_operand = p.round(g)?;
+/// `(dw, db)` of `y = x · wᵀ + b` given `g = dy` (as in [`grads`]).
+pub(crate) fn weight_grads(x: &Operand, g: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
+    let g_operand = Operand::new(g, p)?;
     if g.device().is_cuda() {
-        return device_weight_grads(x, g, &g_operand, p);
+        return device_weight_grads(x, g, &g_operand);
     }
-    cpu_weight_grads(x, g, &g_operand, p)
+    cpu_weight_grads(x, g, &g_operand)
 }
 
-/// [`weight_grads`] on the CPU kernels, with `g` already rounded to `p` as `g_operand`.
-fn cpu_weight_grads(x: &Tensor, g: &Tensor, g_operand: &Tensor, p: Precision) -> candle_core::Result<(Tensor, Tensor)> {
-    let x = p.round(x)?.contiguous()?;
-    let dw = g_operand.contiguous()?.apply_op2_no_bwd(&x, &Product { lhs_transposed: true })?;
+/// [`weight_grads`] on the CPU kernels, given `g` rounded as `g_operand`.
+fn cpu_weight_grads(x: &Operand, g: &Tensor, g_operand: &Operand) -> candle_core::Result<(Tensor, Tensor)> {
+    let dw = g_operand.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &Product { lhs_transposed: true })?;
     Ok((dw, g.contiguous()?.apply_op1_no_bwd(&ColumnSum)?))
 }
 
-/// [`weight_grads`] on cuBLAS, with `g` already rounded to `p` as `g_operand`. The bias
-/// gradient is a product with ones, in f32: cuBLAS reads `g` once, row by row, where candle's
-/// `sum(0)` reads it column by column.
-fn device_weight_grads(
-    x: &Tensor,
-    g: &Tensor,
-    g_operand: &Tensor,
-    p: Precision,
-) -> candle_core::Result<(Tensor, Tensor)> {
+/// [`weight_grads`] on cuBLAS, given `g` rounded as `g_operand`. The bias gradient is a product
+/// with ones, in f32: cuBLAS reads `g` once, row by row, where candle's `sum(0)` reads it
+/// column by column.
+fn device_weight_grads(x: &Operand, g: &Tensor, g_operand: &Operand) -> candle_core::Result<(Tensor, Tensor)> {
     let (n, out) = g.dims2()?;
     let db = Tensor::ones((1, n), g.dtype(), g.device())?.matmul(g)?.reshape(out)?;
-    Ok((wide(&g_operand.t()?.matmul(&p.round(x)?)?)?, db))
+    Ok((wide(&g_operand.t()?.matmul(x)?)?, db))
 }
 
 /// One group of a grouped linear map: rows `rows` of the input go through weight `w` `[out, in]`
 /// and bias `b` (languages' adapters over the rows of a merged batch).
 pub(crate) struct Group<'a> {
     pub rows: Range<usize>,
-    pub w: &'a Tensor,
+    pub w: &'a Operand,
     pub b: &'a Tensor,
 }
 
 /// `y[rows] = x[rows] · wᵀ + b` for each group, into one `[n, out]` tensor; the groups cover
 /// the rows of `x` in order.
-pub(crate) fn apply_grouped(x: &Tensor, groups: &[Group], p: Precision) -> candle_core::Result<Tensor> {
-    grouped(x, groups, true, p)
+pub(crate) fn apply_grouped(x: &Operand, groups: &[Group]) -> candle_core::Result<Tensor> {
+    grouped(x, groups, true)
 }
 
 /// `dx[rows] = g[rows] · w` for each group (the input gradient of [`apply_grouped`]), into one
-/// `[n, in]` tensor.
+/// `[n, in]` tensor; the products read `g` rounded to `p`.
 pub(crate) fn input_grads_grouped(g: &Tensor, groups: &[Group], p: Precision) -> candle_core::Result<Tensor> {
-    grouped(g, groups, false, p)
+    grouped(&Operand::new(g, p)?, groups, false)
 }
 
-/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group (operands as in [`apply`]).
-fn grouped(a: &Tensor, groups: &[Group], forward: bool, p: Precision) -> candle_core::Result<Tensor> {
+/// `a[rows] · wᵀ + b` (`forward`) or `a[rows] · w` per group.
+fn grouped(operand: &Operand, groups: &[Group], forward: bool) -> candle_core::Result<Tensor> {
     let name = if forward { "grouped-linear" } else { "grouped-linear-grad" };
-    let a = p.round(a)?.contiguous()?;
+    let a = operand.contiguous()?;
     let (n, k) = a.dims2()?;
-    let ws = groups.iter().map(|g| p.round(g.w)?.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+    let ws = groups.iter().map(|g| g.w.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
     let (out, inp) = ws.first().map_or(Ok((0, 0)), |w| w.dims2())?;
     let cols = if forward { out } else { inp };
     let covered = groups.iter().try_fold(0, |at, g| (g.rows.start == at && g.rows.end >= at).then_some(g.rows.end));
@@ -190,11 +188,11 @@ fn grouped(a: &Tensor, groups: &[Group], forward: bool, p: Precision) -> candle_
         let parts = groups
             .iter()
             .map(|g| {
-                let rows = a.narrow(0, g.rows.start, g.rows.len())?;
+                let rows = operand.rows(g.rows.start, g.rows.len())?;
                 if forward {
-                    apply(&rows, g.w, g.b, p)
+                    apply(&rows, g.w, g.b)
                 } else {
-                    wide(&p.round(&rows)?.matmul(&p.round(g.w)?)?)
+                    wide(&rows.matmul(g.w)?)
                 }
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -394,14 +392,16 @@ mod tests {
         let x = Tensor::randn(0f64, 1., (7, 5), &dev).unwrap();
         let (w1, w2) = (Tensor::randn(0f64, 1., (3, 5), &dev).unwrap(), Tensor::randn(0f64, 1., (3, 5), &dev).unwrap());
         let (b1, b2) = (Tensor::randn(0f64, 1., 3, &dev).unwrap(), Tensor::randn(0f64, 1., 3, &dev).unwrap());
-        let groups = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 4..7, w: &w2, b: &b2 }];
+        let exact = |t: &Tensor| Operand::new(t, Precision::Fp32).unwrap();
+        let (o1, o2, xo) = (exact(&w1), exact(&w2), exact(&x));
+        let groups = [Group { rows: 0..4, w: &o1, b: &b1 }, Group { rows: 4..7, w: &o2, b: &b2 }];
         let reference = |t: &Tensor, r: Range<usize>, w: &Tensor, b: &Tensor| {
             t.narrow(0, r.start, r.len()).unwrap().matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap()
         };
         let expected = Tensor::cat(&[reference(&x, 0..4, &w1, &b1), reference(&x, 4..7, &w2, &b2)], 0).unwrap();
         let gap =
             |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!(gap(&apply_grouped(&x, &groups, Precision::Fp32).unwrap(), &expected) < 1e-12);
+        assert!(gap(&apply_grouped(&xo, &groups).unwrap(), &expected) < 1e-12);
         let g = Tensor::randn(0f64, 1., (7, 3), &dev).unwrap();
         let dx = Tensor::cat(
             &[g.narrow(0, 0, 4).unwrap().matmul(&w1).unwrap(), g.narrow(0, 4, 3).unwrap().matmul(&w2).unwrap()],
@@ -410,8 +410,8 @@ mod tests {
         .unwrap();
         assert!(gap(&input_grads_grouped(&g, &groups, Precision::Fp32).unwrap(), &dx) < 1e-12);
         // Groups must cover the rows in order.
-        let gapped = [Group { rows: 0..4, w: &w1, b: &b1 }, Group { rows: 5..7, w: &w2, b: &b2 }];
-        let err = apply_grouped(&x, &gapped, Precision::Fp32).unwrap_err().to_string();
+        let gapped = [Group { rows: 0..4, w: &o1, b: &b1 }, Group { rows: 5..7, w: &o2, b: &b2 }];
+        let err = apply_grouped(&xo, &gapped).unwrap_err().to_string();
         assert!(err.contains("do not fit"), "{err}");
     }
 

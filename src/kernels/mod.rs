@@ -53,8 +53,8 @@ pub(crate) mod norm;
 mod precision;
 pub(crate) mod rows;
 
-pub(crate) use precision::wide;
 pub use precision::Precision;
+pub(crate) use precision::{wide, Operand};
 
 use crate::error::Result;
 use crate::grads::SECOND_ORDER_SWITCH;

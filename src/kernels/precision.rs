@@ -66,6 +66,34 @@ impl Precision {
     }
 }
 
+/// A matrix-product operand of the hand-written pass: a tensor rounded to the products'
+/// precision once ([`Precision::round`]). The kernels take the operands that a pass reads more
+/// than once in this type, as they are, and round what they are given as plain tensors (the
+/// gradients) themselves: nothing is rounded twice, and nothing is multiplied unrounded. It
+/// reads as the rounded tensor.
+#[derive(Clone, Debug)]
+pub(crate) struct Operand(Tensor);
+
+impl Operand {
+    /// `t` rounded to `p` (`t` itself under fp32).
+    pub(crate) fn new(t: &Tensor, p: Precision) -> candle_core::Result<Self> {
+        Ok(Operand(p.round(t)?))
+    }
+
+    /// Rows `start..start + len` of a matrix operand.
+    pub(crate) fn rows(&self, start: usize, len: usize) -> candle_core::Result<Self> {
+        Ok(Operand(self.0.narrow(0, start, len)?))
+    }
+}
+
+impl std::ops::Deref for Operand {
+    type Target = Tensor;
+
+    fn deref(&self) -> &Tensor {
+        &self.0
+    }
+}
+
 /// `x` rounded to the nearest bf16 value (ties to even, as candle's and CUDA's casts round),
 /// kept in f32; NaNs stay NaN and values past bf16's range round to ±∞.
 fn bf16_value(x: f32) -> f32 {

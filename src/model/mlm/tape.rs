@@ -15,7 +15,7 @@ use crate::grads::accumulate;
 use crate::kernels::attention::{context, context_grads, probabilities, probabilities_grads, Probabilities};
 use crate::kernels::elementwise::combine;
 use crate::kernels::rows::scatter_add;
-use crate::kernels::{cross_entropy, gelu, linear, norm};
+use crate::kernels::{cross_entropy, gelu, linear, norm, Operand};
 use crate::model::layers::dropout_mask;
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
@@ -23,12 +23,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What the adapters `h + up(gelu(down(h)))` of a block position keep for their backward pass
-/// (all segments' rows, each through its language's adapter); `h` and `act` as product
-/// operands (rounded to the model's precision).
+/// (all segments' rows, each through its language's adapter).
 struct AdapterTape {
-    h: Tensor,
+    h: Operand,
     down: Tensor,
-    act: Tensor,
+    act: Operand,
 }
 
 /// Consecutive rows of a merged batch that share a language.
@@ -47,27 +46,27 @@ struct Segment {
 }
 
 /// What a block keeps for its backward pass. Tensors that only matrix products read are kept
-/// as product operands (rounded to the model's precision once, in the forward pass); `x`,
-/// `x1` and the attention probabilities are kept both ways, as the LayerNorm and softmax
-/// backward passes need them in f32.
+/// as [`Operand`]s (rounded to the model's precision once, in the forward pass); `x`, `x1` and
+/// the attention probabilities are kept both ways, as the LayerNorm and softmax backward
+/// passes need them in f32.
 struct BlockTape {
     x: Tensor,
-    x_operand: Tensor,
+    x_operand: Operand,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     probs: Tensor,
-    probs_operand: Tensor,
-    ctx: Tensor,
+    probs_operand: Operand,
+    ctx: Operand,
     mask1: Option<Tensor>,
     attn_adapter: Option<AdapterTape>,
     a: Tensor,
     /// The first LayerNorm's stacked scale and shift (as the fused op takes them).
     wb1: Tensor,
     x1: Tensor,
-    x1_operand: Tensor,
+    x1_operand: Operand,
     f1: Tensor,
-    g1: Tensor,
+    g1: Operand,
     mask2: Option<Tensor>,
     ffn_adapter: Option<AdapterTape>,
     f: Tensor,
@@ -92,6 +91,22 @@ impl Grads {
     fn norm(&mut self, ids: LinearIds, dwb: &Tensor) -> Result<()> {
         self.add(ids.w, dwb.get(0)?)?;
         self.add(ids.b, dwb.get(1)?)
+    }
+}
+
+/// The parameters of a pass as its ops read them: every parameter as it is (biases, LayerNorm
+/// scales and shifts, the embedding tables of the lookups), and each weight matrix that the
+/// pass multiplies by (the shared layers', the segments' adapters', the tied output
+/// projection) as an operand rounded once to the products' precision.
+struct PassParams<'a> {
+    params: &'a [Tensor],
+    weights: Vec<Option<Operand>>,
+}
+
+impl PassParams<'_> {
+    /// Weight matrix `i` as an operand.
+    fn weight(&self, i: usize) -> Result<&Operand> {
+        self.weights[i].as_ref().ok_or_else(|| Error::Shape(format!("parameter {i} is not a weight of this pass")))
     }
 }
 
@@ -243,20 +258,20 @@ impl MlmModel {
         let mask0 = dropout_mask(&h0, self.config.dropout, rng.as_deref_mut())?;
         let mut h = masked(&h0, &mask0)?;
         let padded = padding_flags(&batch).map(Arc::new);
-        let weights = self.product_operands(params, &segments)?;
+        let pass = self.pass_params(params, &segments)?;
         let mut tapes = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let adapters = self.segment_adapters(i, &segments);
             let (tape, out) =
-                self.block_forward(&weights, block, &adapters, &segments, &h, s, padded.clone(), rng.as_deref_mut())?;
+                self.block_forward(&pass, block, &adapters, &segments, &h, s, padded.clone(), rng.as_deref_mut())?;
             tapes.push(tape);
             h = out;
         }
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
         let (tok, out_bias, prec) = (self.emb.tok, self.emb.out_bias, self.precision);
-        let picked = prec.round(&h.index_select(&positions, 0)?)?;
-        let logits = linear::apply(&picked, &weights[tok], &params[out_bias], prec)?;
+        let picked = Operand::new(&h.index_select(&positions, 0)?, prec)?;
+        let logits = linear::apply(&picked, pass.weight(tok)?, &params[out_bias])?;
         let (target_losses, dlogits) = cross_entropy::loss_and_grads(&logits, &targets, weight)?;
         // Each segment's mean, where the losses are (on a GPU, without waiting for it).
         let losses = segments
@@ -268,13 +283,13 @@ impl MlmModel {
             .collect::<Result<Vec<_>>>()?;
 
         let mut grads = Grads(vec![None; params.len()]);
-        let (dpicked, dtok, dbias) = linear::grads(&picked, &weights[tok], &dlogits, prec)?;
+        let (dpicked, dtok, dbias) = linear::grads(&picked, pass.weight(tok)?, &dlogits, prec)?;
         grads.add(tok, dtok)?;
         grads.add(out_bias, dbias)?;
         let mut dh = scatter_add(&dpicked, &batch.positions, b * s)?;
         for (i, (block, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
             let adapters = self.segment_adapters(i, &segments);
-            dh = self.block_backward(&weights, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
+            dh = self.block_backward(&pass, block, &adapters, &segments, tape, &dh, s, &mut grads)?;
         }
         let (de, dwb0) = ln.grads(&e, None, &wb0, &[&masked(&dh, &mask0)?])?;
         grads.norm(LinearIds { w: self.emb.ln_w, b: self.emb.ln_b }, &dwb0)?;
@@ -287,11 +302,8 @@ impl MlmModel {
         Ok((losses, grads.0))
     }
 
-    /// The parameters as the blocks and the output layer read them: the weight matrices that
-    /// this pass multiplies by (shared layers, the segments' adapters, the tied output
-    /// projection) rounded once to the products' precision (the same tensors under fp32),
-    /// all others as they are. The embedding lookups read the parameters themselves.
-    fn product_operands(&self, params: &[Tensor], segments: &[Segment]) -> Result<Vec<Tensor>> {
+    /// The parameters of a pass over `segments` as its ops read them.
+    fn pass_params<'a>(&self, params: &'a [Tensor], segments: &[Segment]) -> Result<PassParams<'a>> {
         let mut multiplied = vec![false; params.len()];
         multiplied[self.emb.tok] = true;
         for (i, block) in self.blocks.iter().enumerate() {
@@ -304,8 +316,12 @@ impl MlmModel {
                 }
             }
         }
-        let prec = self.precision;
-        params.iter().zip(multiplied).map(|(p, m)| Ok(if m { prec.round(p)? } else { p.clone() })).collect()
+        let weights = params
+            .iter()
+            .zip(multiplied)
+            .map(|(p, m)| m.then(|| Operand::new(p, self.precision)).transpose())
+            .collect::<candle_core::Result<_>>()?;
+        Ok(PassParams { params, weights })
     }
 
     /// Each segment's language adapters in block `block` (`None`s without adapters).
@@ -318,12 +334,11 @@ impl MlmModel {
         Probabilities::new(self.config.heads, seq, self.config.d_model, padded)
     }
 
-    /// Block `ids` on `x` (the parameters `params` as [`product_operands`] gives them), and
-    /// what its backward pass needs.
+    /// Block `ids` on `x`, and what its backward pass needs.
     #[allow(clippy::too_many_arguments)]
     fn block_forward(
         &self,
-        params: &[Tensor],
+        pass: &PassParams,
         ids: &BlockIds,
         adapters: &[Option<BlockAdapters>],
         segments: &[Segment],
@@ -332,27 +347,28 @@ impl MlmModel {
         padded: Option<Arc<Vec<bool>>>,
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<(BlockTape, Tensor)> {
-        let prec = self.precision;
-        let lin = |t: &Tensor, l: LinearIds| linear::apply(t, &params[l.w], &params[l.b], prec);
-        let x_operand = prec.round(x)?;
+        let (prec, params) = (self.precision, pass.params);
+        let lin =
+            |t: &Operand, l: LinearIds| -> Result<Tensor> { Ok(linear::apply(t, pass.weight(l.w)?, &params[l.b])?) };
+        let x_operand = Operand::new(x, prec)?;
         let (q, key, v) = (lin(&x_operand, ids.q)?, lin(&x_operand, ids.k)?, lin(&x_operand, ids.v)?);
         let probs = probabilities(&q, &key, &self.probabilities(seq, padded), prec)?;
-        let probs_operand = prec.round(&probs)?;
-        let ctx = prec.round(&context(&probs_operand, &v, self.config.heads, seq, prec)?)?;
+        let probs_operand = Operand::new(&probs, prec)?;
+        let ctx = Operand::new(&context(&probs_operand, &v, self.config.heads, seq, prec)?, prec)?;
         let o = lin(&ctx, ids.o)?;
         let mask1 = dropout_mask(&o, self.config.dropout, rng.as_deref_mut())?;
         let attn = |a: &BlockAdapters| a.attn;
-        let (a, attn_adapter) = self.adapter_forward(params, adapters, attn, segments, masked(&o, &mask1)?)?;
+        let (a, attn_adapter) = self.adapter_forward(pass, adapters, attn, segments, masked(&o, &mask1)?)?;
         let ln = norm::LayerNorm { eps: self.config.ln_eps };
         let wb1 = norm_params(params, ids.ln1)?;
         let x1 = x.apply_op3_no_bwd(&a, &wb1, &ln)?;
-        let x1_operand = prec.round(&x1)?;
+        let x1_operand = Operand::new(&x1, prec)?;
         let f1 = lin(&x1_operand, ids.fc1)?;
-        let g1 = prec.round(&gelu::apply(&f1)?)?;
+        let g1 = Operand::new(&gelu::apply(&f1)?, prec)?;
         let f2 = lin(&g1, ids.fc2)?;
         let mask2 = dropout_mask(&f2, self.config.dropout, rng)?;
         let ffn = |a: &BlockAdapters| a.ffn;
-        let (f, ffn_adapter) = self.adapter_forward(params, adapters, ffn, segments, masked(&f2, &mask2)?)?;
+        let (f, ffn_adapter) = self.adapter_forward(pass, adapters, ffn, segments, masked(&f2, &mask2)?)?;
         let wb2 = norm_params(params, ids.ln2)?;
         let out = x1.apply_op3_no_bwd(&f, &wb2, &ln)?;
         let tape = BlockTape {
@@ -380,12 +396,11 @@ impl MlmModel {
         Ok((tape, out))
     }
 
-    /// Returns `d x` of the block given `d out`, adding the block's parameter gradients
-    /// (`params` as in [`MlmModel::block_forward`]).
+    /// Returns `d x` of the block given `d out`, adding the block's parameter gradients.
     #[allow(clippy::too_many_arguments)]
     fn block_backward(
         &self,
-        params: &[Tensor],
+        pass: &PassParams,
         ids: &BlockIds,
         adapters: &[Option<BlockAdapters>],
         segments: &[Segment],
@@ -398,23 +413,23 @@ impl MlmModel {
         let (ds2, dwb2) = ln.grads(&t.x1, Some(&t.f), &t.wb2, &[dout])?;
         grads.norm(ids.ln2, &dwb2)?;
         let ffn = |a: &BlockAdapters| a.ffn;
-        let df2 = self.adapter_backward(params, adapters, ffn, segments, t.ffn_adapter, &ds2, &t.mask2, grads)?;
-        let (dg1, dw, db) = linear::grads(&t.g1, &params[ids.fc2.w], &df2, prec)?;
+        let df2 = self.adapter_backward(pass, adapters, ffn, segments, t.ffn_adapter, &ds2, &t.mask2, grads)?;
+        let (dg1, dw, db) = linear::grads(&t.g1, pass.weight(ids.fc2.w)?, &df2, prec)?;
         grads.linear(ids.fc2, dw, db)?;
         let df1 = gelu::grads(&t.f1, &dg1)?;
-        let (dx1, dw, db) = linear::grads(&t.x1_operand, &params[ids.fc1.w], &df1, prec)?;
+        let (dx1, dw, db) = linear::grads(&t.x1_operand, pass.weight(ids.fc1.w)?, &df1, prec)?;
         grads.linear(ids.fc1, dw, db)?;
         let (ds1, dwb1) = ln.grads(&t.x, Some(&t.a), &t.wb1, &[&ds2, &dx1])?;
         grads.norm(ids.ln1, &dwb1)?;
         let attn = |a: &BlockAdapters| a.attn;
-        let dop = self.adapter_backward(params, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
-        let (dctx, dw, db) = linear::grads(&t.ctx, &params[ids.o.w], &dop, prec)?;
+        let dop = self.adapter_backward(pass, adapters, attn, segments, t.attn_adapter, &ds1, &t.mask1, grads)?;
+        let (dctx, dw, db) = linear::grads(&t.ctx, pass.weight(ids.o.w)?, &dop, prec)?;
         grads.linear(ids.o, dw, db)?;
         let (dp, dv) = context_grads(&t.probs_operand, &t.v, &dctx, self.config.heads, seq, prec)?;
         let (dq, dk) = probabilities_grads(&t.q, &t.k, &t.probs, &dp, &self.probabilities(seq, None), prec)?;
         let mut dx = vec![ds1];
         for (l, g) in [(ids.q, dq), (ids.k, dk), (ids.v, dv)] {
-            let (dxi, dw, db) = linear::grads(&t.x_operand, &params[l.w], &g, prec)?;
+            let (dxi, dw, db) = linear::grads(&t.x_operand, pass.weight(l.w)?, &g, prec)?;
             grads.linear(l, dw, db)?;
             dx.push(dxi);
         }
@@ -426,7 +441,7 @@ impl MlmModel {
     /// without adapters.
     fn adapter_forward(
         &self,
-        params: &[Tensor],
+        pass: &PassParams,
         adapters: &[Option<BlockAdapters>],
         pick: impl Fn(&BlockAdapters) -> AdapterIds,
         segments: &[Segment],
@@ -434,10 +449,10 @@ impl MlmModel {
     ) -> Result<(Tensor, Option<AdapterTape>)> {
         let Some(ids) = adapter_ids(adapters, pick)? else { return Ok((h, None)) };
         let prec = self.precision;
-        let h_operand = prec.round(&h)?;
-        let down = linear::apply_grouped(&h_operand, &groups(params, segments, &ids, |a| a.down), prec)?;
-        let act = prec.round(&gelu::apply(&down)?)?;
-        let out = combine(&[&h, &linear::apply_grouped(&act, &groups(params, segments, &ids, |a| a.up), prec)?], None)?;
+        let h_operand = Operand::new(&h, prec)?;
+        let down = linear::apply_grouped(&h_operand, &groups(pass, segments, &ids, |a| a.down)?)?;
+        let act = Operand::new(&gelu::apply(&down)?, prec)?;
+        let out = combine(&[&h, &linear::apply_grouped(&act, &groups(pass, segments, &ids, |a| a.up)?)?], None)?;
         Ok((out, Some(AdapterTape { h: h_operand, down, act })))
     }
 
@@ -447,7 +462,7 @@ impl MlmModel {
     #[allow(clippy::too_many_arguments)]
     fn adapter_backward(
         &self,
-        params: &[Tensor],
+        pass: &PassParams,
         adapters: &[Option<BlockAdapters>],
         pick: impl Fn(&BlockAdapters) -> AdapterIds,
         segments: &[Segment],
@@ -457,17 +472,18 @@ impl MlmModel {
         grads: &mut Grads,
     ) -> Result<Tensor> {
         let (Some(ids), Some(t)) = (adapter_ids(adapters, pick)?, tape) else { return masked(dout, mask) };
-        let up = groups(params, segments, &ids, |a| a.up);
+        let up = groups(pass, segments, &ids, |a| a.up)?;
         let prec = self.precision;
         let dact = linear::input_grads_grouped(dout, &up, prec)?;
-        let down = groups(params, segments, &ids, |a| a.down);
+        let down = groups(pass, segments, &ids, |a| a.down)?;
         let ddown = gelu::grads(&t.down, &dact)?;
         let dh = linear::input_grads_grouped(&ddown, &down, prec)?;
         for (g, a) in segments.iter().zip(&ids) {
             let rows = |t: &Tensor| rows_of(t, g, segments.len());
-            let (dw, db) = linear::weight_grads(&rows(&t.act)?, &rows(dout)?, prec)?;
+            let operand_rows = |o: &Operand| if segments.len() == 1 { Ok(o.clone()) } else { o.rows(g.start, g.len) };
+            let (dw, db) = linear::weight_grads(&operand_rows(&t.act)?, &rows(dout)?, prec)?;
             grads.linear(a.up, dw, db)?;
-            let (dw, db) = linear::weight_grads(&rows(&t.h)?, &rows(&ddown)?, prec)?;
+            let (dw, db) = linear::weight_grads(&operand_rows(&t.h)?, &rows(&ddown)?, prec)?;
             grads.linear(a.down, dw, db)?;
         }
         Ok(combine(&[dout, &dh], mask.as_ref())?)
@@ -489,17 +505,17 @@ fn adapter_ids(
 
 /// The row groups of a grouped linear map: each segment's rows through `which` of its adapter.
 fn groups<'a>(
-    params: &'a [Tensor],
+    pass: &'a PassParams,
     segments: &[Segment],
     ids: &[AdapterIds],
     which: impl Fn(&AdapterIds) -> LinearIds,
-) -> Vec<linear::Group<'a>> {
+) -> Result<Vec<linear::Group<'a>>> {
     segments
         .iter()
         .zip(ids)
         .map(|(g, a)| {
             let l = which(a);
-            linear::Group { rows: g.start..g.start + g.len, w: &params[l.w], b: &params[l.b] }
+            Ok(linear::Group { rows: g.start..g.start + g.len, w: pass.weight(l.w)?, b: &pass.params[l.b] })
         })
         .collect()
 }
