@@ -67,10 +67,11 @@ impl Precision {
 }
 
 /// A matrix-product operand of the hand-written pass: a tensor rounded to the products'
-/// precision once ([`Precision::round`]). The kernels take the operands that a pass reads more
-/// than once in this type, as they are, and round what they are given as plain tensors (the
-/// gradients) themselves: nothing is rounded twice, and nothing is multiplied unrounded. It
-/// reads as the rounded tensor.
+/// precision once ([`Precision::round`]). The kernels take the operands that a pass keeps and
+/// reads again in this type, as they are, and round what they are given as plain tensors
+/// themselves (the gradients, and the attention's q, k and v, which the CUDA head-layout copy
+/// rounds as it permutes): no kept operand is rounded twice, and nothing is multiplied
+/// unrounded. It reads as the rounded tensor.
 #[derive(Clone, Debug)]
 pub(crate) struct Operand(Tensor);
 
