@@ -6,8 +6,7 @@
 //! probabilities are `[batch, heads, seq, seq]`. Each (sequence, head) pair is one task.
 
 use super::cpu::{float_dispatch, matmul, max, multiversion, slice, sum_by, sum_zip, written, Float, SharedMut, View};
-use super::wide;
-use super::{Operand, Precision};
+use super::{wide, Operand, Precision};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -206,8 +205,7 @@ impl CustomOp2 for HeadProduct {
         if self.product != Product::Context {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         }
-        let p = Operand::new(p, Precision::Fp32)?;
-        let (dp, dv) = context_grads(&p, v, g, self.heads, self.seq, Precision::Fp32)?;
+        let (dp, dv) = context_grads(&Operand::exact(p), v, g, self.heads, self.seq, Precision::Fp32)?;
         Ok((Some(dp), Some(dv)))
     }
 }
@@ -592,15 +590,14 @@ pub(crate) fn probabilities_grads(
     op: &Probabilities,
     prec: Precision,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let ds = p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?;
+    let ds = prec.round(&p.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad { scale: op.scale })?)?;
     let (heads, seq) = (op.heads, op.seq);
     if ds.device().is_cuda() {
-        let ds = prec.round(&ds)?;
         let dq = wide(&ds.matmul(&prec.round(&heads_major(k, heads, seq)?)?)?)?;
         let dk = wide(&ds.t()?.matmul(&prec.round(&heads_major(q, heads, seq)?)?)?)?;
         return Ok((rows_major(&dq)?, rows_major(&dk)?));
     }
-    let (ds, q, k) = (prec.round(&ds)?, prec.round(q)?, prec.round(k)?);
+    let (q, k) = (prec.round(q)?, prec.round(k)?);
     let dq = ds.apply_op2_no_bwd(&k, &HeadProduct { product: Product::ScoresGradQ, heads, seq })?;
     let dk = ds.apply_op2_no_bwd(&q, &HeadProduct { product: Product::ScoresGradK, heads, seq })?;
     Ok((dq, dk))

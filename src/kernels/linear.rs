@@ -83,8 +83,7 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let exact = |t: &Tensor| Operand::new(t, Precision::Fp32);
-        let (dx, dw, db) = grads(&exact(x)?, &exact(w)?, g, Precision::Fp32)?;
+        let (dx, dw, db) = grads(&Operand::exact(x), &Operand::exact(w), g, Precision::Fp32)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -392,8 +391,7 @@ mod tests {
         let x = Tensor::randn(0f64, 1., (7, 5), &dev).unwrap();
         let (w1, w2) = (Tensor::randn(0f64, 1., (3, 5), &dev).unwrap(), Tensor::randn(0f64, 1., (3, 5), &dev).unwrap());
         let (b1, b2) = (Tensor::randn(0f64, 1., 3, &dev).unwrap(), Tensor::randn(0f64, 1., 3, &dev).unwrap());
-        let exact = |t: &Tensor| Operand::new(t, Precision::Fp32).unwrap();
-        let (o1, o2, xo) = (exact(&w1), exact(&w2), exact(&x));
+        let (o1, o2, xo) = (Operand::exact(&w1), Operand::exact(&w2), Operand::exact(&x));
         let groups = [Group { rows: 0..4, w: &o1, b: &b1 }, Group { rows: 4..7, w: &o2, b: &b2 }];
         let reference = |t: &Tensor, r: Range<usize>, w: &Tensor, b: &Tensor| {
             t.narrow(0, r.start, r.len()).unwrap().matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap()

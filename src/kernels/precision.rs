@@ -81,6 +81,11 @@ impl Operand {
         Ok(Operand(p.round(t)?))
     }
 
+    /// `t` as it is, the operand of an fp32 product (the fused ops' autograd backward passes).
+    pub(crate) fn exact(t: &Tensor) -> Self {
+        Operand(t.clone())
+    }
+
     /// Rows `start..start + len` of a matrix operand.
     pub(crate) fn rows(&self, start: usize, len: usize) -> candle_core::Result<Self> {
         Ok(Operand(self.0.narrow(0, start, len)?))

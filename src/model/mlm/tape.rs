@@ -479,11 +479,11 @@ impl MlmModel {
         let ddown = gelu::grads(&t.down, &dact)?;
         let dh = linear::input_grads_grouped(&ddown, &down, prec)?;
         for (g, a) in segments.iter().zip(&ids) {
-            let rows = |t: &Tensor| rows_of(t, g, segments.len());
-            let operand_rows = |o: &Operand| if segments.len() == 1 { Ok(o.clone()) } else { o.rows(g.start, g.len) };
-            let (dw, db) = linear::weight_grads(&operand_rows(&t.act)?, &rows(dout)?, prec)?;
+            // The segment's rows (candle's narrow of all rows is the tensor itself, uncopied).
+            let rows = |t: &Tensor| t.narrow(0, g.start, g.len);
+            let (dw, db) = linear::weight_grads(&t.act.rows(g.start, g.len)?, &rows(dout)?, prec)?;
             grads.linear(a.up, dw, db)?;
-            let (dw, db) = linear::weight_grads(&operand_rows(&t.h)?, &rows(&ddown)?, prec)?;
+            let (dw, db) = linear::weight_grads(&t.h.rows(g.start, g.len)?, &rows(&ddown)?, prec)?;
             grads.linear(a.down, dw, db)?;
         }
         Ok(combine(&[dout, &dh], mask.as_ref())?)
@@ -518,11 +518,6 @@ fn groups<'a>(
             Ok(linear::Group { rows: g.start..g.start + g.len, w: pass.weight(l.w)?, b: &pass.params[l.b] })
         })
         .collect()
-}
-
-/// The rows of segment `g` of `t` (`t` itself when it is the only one of `count`).
-fn rows_of(t: &Tensor, g: &Segment, count: usize) -> Result<Tensor> {
-    Ok(if count == 1 { t.clone() } else { t.narrow(0, g.start, g.len)? })
 }
 
 /// `rows` `[r, d]` placed at row `at` of an otherwise zero `[total, d]` tensor.
